@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dualpath.errors import ConfigError, DataError
-from dualpath.evaluate import PROTOCOLS, evaluate, evaluate_embeddings, retrieval_metrics
+from dualpath.evaluate import (PROTOCOLS, evaluate, evaluate_embeddings, retrieval_metrics,
+                               retrieval_ranks)
 
 
 # --------------------------------------------------------------------------------------
@@ -37,7 +38,8 @@ def _summarise(prefix: str, ranks: list[int], aps: list[float]) -> dict[str, flo
     return out
 
 
-def reference_metrics(img, txt, caption_image, image_label=None, directions=("i2t", "t2i")):
+def reference_ranks(img, txt, caption_image, image_label=None, directions=("i2t", "t2i")):
+    """{direction: [(rank0, ap) per query]}, one full sort per query."""
     img = np.asarray(img, dtype=np.float64)
     txt = np.asarray(txt, dtype=np.float64)
     img = img / np.linalg.norm(img, axis=1, keepdims=True)
@@ -47,11 +49,17 @@ def reference_metrics(img, txt, caption_image, image_label=None, directions=("i2
     caption_label = label[np.asarray(caption_image)]
     out = {}
     if "i2t" in directions:
-        results = [_rank_one_query(sim[i], caption_label == label[i]) for i in range(len(img))]
-        out.update(_summarise("i2t", *zip(*results)))
+        out["i2t"] = [_rank_one_query(sim[i], caption_label == label[i]) for i in range(len(img))]
     if "t2i" in directions:
-        results = [_rank_one_query(sim[:, t], label == caption_label[t]) for t in range(len(txt))]
-        out.update(_summarise("t2i", *zip(*results)))
+        out["t2i"] = [_rank_one_query(sim[:, t], label == caption_label[t])
+                      for t in range(len(txt))]
+    return out
+
+
+def reference_metrics(img, txt, caption_image, image_label=None, directions=("i2t", "t2i")):
+    out = {}
+    for d, results in reference_ranks(img, txt, caption_image, image_label, directions).items():
+        out.update(_summarise(d, *zip(*results)))
     out["rsum"] = sum(out[f"{d}_r{k}"] for d in directions for k in (1, 5, 10))
     return out
 
@@ -99,6 +107,29 @@ def test_matches_reference_with_class_labels(seed):
     expected = reference_metrics(img, txt, caption_image, image_label=labels)
     actual = retrieval_metrics(img, txt, caption_image, image_label=labels, chunk_size=3)
     assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_per_query_ranks_match_reference(seed):
+    img, txt, caption_image = random_problem(seed)
+    labels = np.arange(len(img)) // 2 if seed == 2 else None
+    actual = retrieval_ranks(img, txt, caption_image, image_label=labels, chunk_size=5)
+    for d, results in reference_ranks(img, txt, caption_image, labels).items():
+        rank0, ap = map(np.array, zip(*results))
+        np.testing.assert_array_equal(actual[d].rank0, rank0)
+        np.testing.assert_allclose(actual[d].ap, ap, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("block_elements", [1, 60, 500])
+def test_cache_blocks_do_not_change_results(monkeypatch, block_elements):
+    # Tiny comparison blocks force many row blocks per chunk (production: one per 2M scores).
+    monkeypatch.setattr("dualpath.evaluate._BLOCK_ELEMENTS", block_elements)
+    img, txt, caption_image = random_problem(9, n_images=15)
+    labels = np.arange(len(img)) % 4
+    for image_label in (None, labels):
+        expected = reference_metrics(img, txt, caption_image, image_label=image_label)
+        assert_same(retrieval_metrics(img, txt, caption_image, image_label=image_label,
+                                      chunk_size=6), expected)
 
 
 def test_matches_reference_in_float32():

@@ -2,8 +2,9 @@
 
 Two layers:
 
-* ``retrieval_metrics`` ranks embeddings: R@1/5/10, median and mean rank and mAP for
-  image->text (``i2t``) and text->image (``t2i``) retrieval.
+* ``retrieval_ranks`` ranks embeddings, giving per query the rank of its first positive
+  and its AP, for image->text (``i2t``) and text->image (``t2i``) retrieval.
+  ``retrieval_metrics`` turns them into R@1/5/10, median and mean rank and mAP.
 * ``evaluate_embeddings`` applies a protocol (``1k``, ``coco-1k``, ``coco-5k``, ``cuhk``) and
   ``evaluate`` first embeds a corpus with any encoder that has ``encode_image`` and
   ``encode_text``.
@@ -16,8 +17,8 @@ Tie rule (pessimistic). A negative whose similarity equals a positive's is ranke
 of it. The 0-based rank of a query is the number of negatives whose similarity is ``>=``
 that of its best positive. The rank of its k-th best positive (1-based ``k``) is
 ``k - 1 + #(negatives >= that positive)``, and AP is ``mean_k k / (rank_k + 1)``. How tied
-positives are ordered among themselves does not change AP. Without the rule, a constant
-(collapsed) embedding would score R@1 = 100; with it, such an embedding ranks last.
+positives are ordered among themselves does not change AP. Under the optimistic rule a
+constant (collapsed) embedding would score R@1 = 100; under this one it ranks last.
 
 Similarities are dot products of L2-normalised rows (cosine). Positive-pair scores come
 from a row-wise dot product; negatives come from the chunked matrix product. The two give
@@ -33,11 +34,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
 
@@ -80,9 +81,15 @@ def _as_embeddings(x: ArrayLike, name: str) -> torch.Tensor:
         raise DataError(f"{name} must be a non-empty 2-D [n, d] array, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.float()
-    if not torch.isfinite(x).all():
-        raise DataError(f"{name} contains NaN or infinite values")
     return x
+
+
+def _normalised(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Rows scaled to unit length. A non-finite norm flags NaN/inf input at O(n) cost."""
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    if not torch.isfinite(norms).all():
+        raise DataError(f"{name} contains NaN or infinite values (or overflows)")
+    return x / norms.clamp_min(1e-12)
 
 
 def _as_index(x: ArrayLike, name: str, length: int, upper: int | None, device) -> torch.Tensor:
@@ -116,7 +123,7 @@ def _prepare(img_emb, txt_emb) -> tuple[torch.Tensor, torch.Tensor]:
         raise DataError(f"img_emb is on {img.device} but txt_emb on {txt.device}")
     wide = torch.float64 in (img.dtype, txt.dtype)
     dtype = torch.float64 if wide else torch.float32
-    return F.normalize(img.to(dtype), dim=1), F.normalize(txt.to(dtype), dim=1)
+    return _normalised(img.to(dtype), "img_emb"), _normalised(txt.to(dtype), "txt_emb")
 
 
 # --------------------------------------------------------------------------------------
@@ -156,102 +163,126 @@ def _pair_scores(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor,
     out = torch.empty(len(img_idx), dtype=img.dtype, device=img.device)
     for a in range(0, len(img_idx), batch):
         i, t = img_idx[a:a + batch], cap_idx[a:a + batch]
-        out[a:a + batch] = (img[i] * txt[t]).sum(1)
+        out[a:a + batch] = torch.einsum("nd,nd->n", img[i], txt[t])
     return out
 
 
-def _descending_table(query: torch.Tensor, scores: torch.Tensor, n_queries: int,
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query, its positives' scores in descending order, NaN-padded to the widest query.
+@dataclass(frozen=True)
+class _Slots:
+    """One direction's positive scores, laid out as thresholds to count against.
 
-    NaN padding makes ``sim >= pad`` false everywhere, so padded slots count nothing.
-    Returns ``(table [n_queries, m_max], counts [n_queries])``.
+    ``table[q, k]`` is query q's (k+1)-th best positive score, NaN where it has fewer
+    positives. NaN compares false, so padded slots count nothing. The first ``dense``
+    slots are filled for at least half of the queries and are compared for all of them
+    at once. Later slots (COCO images with 6-7 captions, large CUHK identities) are
+    compared only for the queries that fill them.
     """
+
+    table: torch.Tensor   # [n_queries, m_max]
+    counts: torch.Tensor  # [n_queries] positives per query
+    dense: int
+
+
+def _slots(query: torch.Tensor, scores: torch.Tensor, n_queries: int) -> _Slots:
     by_score = torch.argsort(scores, descending=True, stable=True)
     order = by_score[torch.argsort(query[by_score], stable=True)]
     query, scores = query[order], scores[order]
     counts = torch.bincount(query, minlength=n_queries)
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(len(query), device=query.device) - start[query]
-    width = int(counts.max()) if len(counts) else 0
-    table = torch.full((n_queries, max(width, 1)), math.nan, dtype=scores.dtype,
+    table = torch.full((n_queries, max(int(counts.max()), 1)), math.nan, dtype=scores.dtype,
                        device=scores.device)
     table[query, slot] = scores
-    return table, counts
+    half = (n_queries + 1) // 2
+    return _Slots(table, counts, dense=int(counts.sort(descending=True).values[half - 1]))
 
 
 # --------------------------------------------------------------------------------------
 # Counting negatives ahead of each positive
 # --------------------------------------------------------------------------------------
-# Counts are taken as ``ge`` into a float scratch block and a float sum: torch sums bool
-# tensors through an int64 cast, about 4x slower than the comparison itself. A float32
-# sum of zeros and ones is exact below 2**24 terms; longer reductions use float64.
+# Torch has no fused "count >=", and the comparisons cost as much as the matrix product
+# when each one streams the whole chunk through memory. So the chunk is swept in row blocks
+# small enough for the cache, and each block is compared against all of its dense slots
+# in one broadcast ``ge``. The comparisons write into a float scratch and are summed as
+# floats, because torch sums bool through an int64 cast, several times slower. A float32
+# sum of ones is exact below 2**24 terms; longer sums use float64.
 
-def _scratch_view(scratch: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    return scratch[:rows * cols].view(rows, cols)
+_BLOCK_ELEMENTS = 1 << 21  # comparison scratch per row block: 8 MB in float32
 
 
-def _count_rows_at_least(sim: torch.Tensor, thresholds: torch.Tensor, counts: torch.Tensor,
-                         scratch: torch.Tensor) -> torch.Tensor:
-    """For each row r and slot k: #columns of ``sim[r]`` that are ``>= thresholds[r, k]``.
+def _view(scratch: torch.Tensor, *shape: int) -> torch.Tensor:
+    return scratch[:math.prod(shape)].view(shape)
 
-    Rows with fewer than ``k + 1`` positives are skipped in slot k. That matters for
-    COCO, where only a few images have 6 or 7 captions.
-    """
-    out = torch.zeros(thresholds.shape, dtype=torch.int64, device=sim.device)
-    for k in range(thresholds.shape[1]):
-        rows = torch.nonzero(counts > k).squeeze(1)
-        block = sim if len(rows) == len(sim) else sim[rows]
-        hits = torch.ge(block, thresholds[rows, k, None],
-                        out=_scratch_view(scratch, *block.shape))
-        out[rows, k] = hits.sum(1).long()
+
+def _row_counts(block: torch.Tensor, slots: _Slots, rows: slice,
+                scratch: torch.Tensor) -> torch.Tensor:
+    """``out[r, k] = #{j : block[r, j] >= table[r, k]}`` for the queries ``rows`` of ``block``."""
+    table, counts = slots.table[rows], slots.counts[rows]
+    out = torch.zeros(table.shape, dtype=torch.int64, device=block.device)
+    if slots.dense:
+        hits = torch.ge(block[:, None, :], table[:, :slots.dense, None],
+                        out=_view(scratch, len(block), slots.dense, block.shape[1]))
+        out[:, :slots.dense] = hits.sum(2).long()
+    for k in range(slots.dense, table.shape[1]):
+        few = torch.nonzero(counts > k).squeeze(1)
+        if len(few):
+            hits = torch.ge(block[few], table[few, k, None],
+                            out=_view(scratch, len(few), block.shape[1]))
+            out[few, k] = hits.sum(1).long()
     return out
 
 
-def _count_cols_at_least(sim: torch.Tensor, thresholds: torch.Tensor, counts: torch.Tensor,
-                         scratch: torch.Tensor) -> torch.Tensor:
-    """For each column c and slot k: #rows of ``sim[:, c]`` that are ``>= thresholds[c, k]``."""
-    out = torch.zeros(thresholds.shape, dtype=torch.int64, device=sim.device)
-    for k in range(thresholds.shape[1]):
-        cols = torch.nonzero(counts > k).squeeze(1)
-        block = sim if len(cols) == sim.shape[1] else sim[:, cols]
-        hits = torch.ge(block, thresholds[None, cols, k],
-                        out=_scratch_view(scratch, *block.shape))
-        out[cols, k] = hits.sum(0).long()
-    return out
+def _col_counts(block: torch.Tensor, slots: _Slots, sparse: list, scratch: torch.Tensor,
+                out: torch.Tensor) -> None:
+    """``out[c, k] += #{r : block[r, c] >= table[c, k]}`` for every column query c."""
+    if slots.dense:
+        hits = torch.ge(block[:, None, :], slots.table.T[None, :slots.dense, :],
+                        out=_view(scratch, len(block), slots.dense, block.shape[1]))
+        out[:, :slots.dense] += hits.sum(0).T.long()
+    for k, cols, thresholds in sparse:
+        hits = torch.ge(block[:, cols], thresholds, out=_view(scratch, len(block), len(cols)))
+        out[cols, k] += hits.sum(0).long()
 
 
 def _negatives_ahead(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor,
-                     cap_idx: torch.Tensor, tables: dict, chunk_size: int) -> dict:
+                     cap_idx: torch.Tensor, slots: dict[str, _Slots],
+                     chunk_size: int) -> dict[str, torch.Tensor]:
     """Stream ``img @ txt.T`` in row chunks, counting for every positive of every query the
     negatives scoring at least as high. One matrix product serves both directions.
 
     Positive entries are set to -inf in each chunk, so the counts hold negatives only.
     Their scores enter solely as thresholds from ``_pair_scores``, and the matrix product
-    never has to reproduce them bit for bit. Memory: two blocks of
-    ``chunk_size x n_captions``, one for the similarities and one as counting scratch.
+    never has to reproduce them bit for bit. Memory: one ``chunk_size x n_captions``
+    block of similarities, plus O(n_captions x slots) vectors and scratch.
     """
-    ahead = {d: torch.zeros(t.shape, dtype=torch.int64, device=img.device)
-             for d, (t, _) in tables.items()}
-    rows = min(chunk_size, len(img))
-    sim_buffer = torch.empty(rows * len(txt), dtype=img.dtype, device=img.device)
-    exact_dtype = torch.float32 if max(len(txt), rows) < 2 ** 24 else torch.float64
-    scratch = torch.empty(rows * len(txt), dtype=exact_dtype, device=img.device)
-    starts = torch.arange(0, len(img) + chunk_size, chunk_size, device=img.device)
-    bounds = torch.searchsorted(img_idx, starts.clamp_(max=len(img))).tolist()
-    for c, start in enumerate(range(0, len(img), chunk_size)):
-        stop = min(start + chunk_size, len(img))
-        sim = torch.mm(img[start:stop], txt.T, out=_scratch_view(sim_buffer, stop - start,
-                                                                   len(txt)))
+    n_img, n_cap = len(img), len(txt)
+    ahead = {d: torch.zeros(s.table.shape, dtype=torch.int64, device=img.device)
+             for d, s in slots.items()}
+    widest = max(max(s.dense, 1) for s in slots.values())
+    block_rows = max(1, _BLOCK_ELEMENTS // (widest * n_cap))
+    exact = torch.float32 if max(n_cap, block_rows) < 2 ** 24 else torch.float64
+    scratch = torch.empty(block_rows * widest * n_cap, dtype=exact, device=img.device)
+    sim_buffer = torch.empty(min(chunk_size, n_img) * n_cap, dtype=img.dtype, device=img.device)
+    sparse_t2i = []
+    if "t2i" in slots:
+        t2i = slots["t2i"]
+        for k in range(t2i.dense, t2i.table.shape[1]):
+            cols = torch.nonzero(t2i.counts > k).squeeze(1)
+            sparse_t2i.append((k, cols, t2i.table[cols, k]))
+    starts = torch.arange(0, n_img + chunk_size, chunk_size, device=img.device)
+    bounds = torch.searchsorted(img_idx, starts.clamp_(max=n_img)).tolist()
+    for c, start in enumerate(range(0, n_img, chunk_size)):
+        stop = min(start + chunk_size, n_img)
+        sim = torch.mm(img[start:stop], txt.T, out=_view(sim_buffer, stop - start, n_cap))
         lo, hi = bounds[c], bounds[c + 1]
         sim[img_idx[lo:hi] - start, cap_idx[lo:hi]] = -math.inf
-        if "i2t" in tables:
-            table, counts = tables["i2t"]
-            ahead["i2t"][start:stop] = _count_rows_at_least(sim, table[start:stop],
-                                                             counts[start:stop], scratch)
-        if "t2i" in tables:
-            table, counts = tables["t2i"]
-            ahead["t2i"] += _count_cols_at_least(sim, table, counts, scratch)
+        for a in range(start, stop, block_rows):
+            b = min(a + block_rows, stop)
+            block = sim[a - start:b - start]
+            if "i2t" in slots:
+                ahead["i2t"][a:b] = _row_counts(block, slots["i2t"], slice(a, b), scratch)
+            if "t2i" in slots:
+                _col_counts(block, slots["t2i"], sparse_t2i, scratch, ahead["t2i"])
     return ahead
 
 
@@ -259,26 +290,28 @@ def _negatives_ahead(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor
 # From counts to metrics
 # --------------------------------------------------------------------------------------
 
-def _direction_metrics(prefix: str, ahead: torch.Tensor, counts: torch.Tensor) -> dict:
-    """R@K, medr, meanr and mAP of one direction from its negatives-ahead table."""
-    ahead = ahead.double().cpu()
-    counts = counts.cpu()
-    rank0 = ahead[:, 0].numpy()
+@dataclass(frozen=True)
+class QueryRanks:
+    """Per-query results of one direction, in query order (images for i2t, captions t2i)."""
+
+    rank0: np.ndarray  # int64: negatives ranked at or above the best positive (0 = hit@1)
+    ap: np.ndarray     # float64: average precision over all of the query's positives, in [0, 1]
+
+
+def _query_ranks(ahead: torch.Tensor, counts: torch.Tensor) -> QueryRanks:
+    """Rank of the first positive and AP per query, from the negatives ahead of each slot."""
+    ahead, counts = ahead.cpu(), counts.cpu()
     k = torch.arange(1, ahead.shape[1] + 1, dtype=torch.float64)
     precision = k / (k + ahead)  # the k-th positive sits at 1-based position k + ahead
     valid = k[None, :] <= counts[:, None]
     ap = (precision * valid).sum(1) / counts
-    out = {f"{prefix}_r{K}": 100.0 * float(np.mean(rank0 < K)) for K in RECALL_AT}
-    out[f"{prefix}_medr"] = float(np.floor(np.median(rank0)) + 1)
-    out[f"{prefix}_meanr"] = float(rank0.mean() + 1)
-    out[f"{prefix}_map"] = 100.0 * float(ap.mean())
-    return out
+    return QueryRanks(rank0=ahead[:, 0].numpy(), ap=ap.numpy())
 
 
 @torch.no_grad()
-def retrieval_metrics(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: ArrayLike, *,
-                      image_label: ArrayLike | None = None, chunk_size: int = 1024,
-                      directions: Sequence[str] = DIRECTIONS) -> dict[str, float]:
+def retrieval_ranks(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: ArrayLike, *,
+                    image_label: ArrayLike | None = None, chunk_size: int = 1024,
+                    directions: Sequence[str] = DIRECTIONS) -> dict[str, QueryRanks]:
     """Rank every caption for every image (i2t) and every image for every caption (t2i).
 
     Args:
@@ -288,12 +321,11 @@ def retrieval_metrics(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: Arr
         image_label: optional ``[n_images]`` class per image; when given, a caption matches
             every image of its image's class (CUHK-PEDES identities).
         chunk_size: image rows per chunk of the similarity matrix; memory peaks at
-            about ``2 * chunk_size * n_captions`` floats (scores and counting scratch).
+            ``chunk_size * n_captions`` scores plus O(n_captions) vectors.
         directions: any of ``("i2t", "t2i")``.
 
     Returns:
-        ``{dir}_r1, {dir}_r5, {dir}_r10`` (%), ``{dir}_medr``, ``{dir}_meanr``, ``{dir}_map``
-        (%) for each direction, and ``rsum``. The tie rule is in the module docstring.
+        ``{direction: QueryRanks}``, under the tie rule of the module docstring.
 
     Raises:
         DataError: malformed embeddings or indices, or an image query with no caption.
@@ -309,23 +341,46 @@ def retrieval_metrics(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: Arr
                                                         None, img.device)
 
     img_idx, cap_idx = _positive_pairs(cap_img, label)
-    scores = _pair_scores(img, txt, img_idx, cap_idx, batch=max(chunk_size, 1024))
-    tables = {}
+    # gather no more pairs at a time than fill one similarity chunk
+    batch = max(256, min(chunk_size, n_img) * n_cap // (2 * img.shape[1]))
+    scores = _pair_scores(img, txt, img_idx, cap_idx, batch)
+    slots = {}
     if "i2t" in directions:
-        tables["i2t"] = _descending_table(img_idx, scores, n_img)
-        lonely = int((tables["i2t"][1] == 0).sum())
+        slots["i2t"] = _slots(img_idx, scores, n_img)
+        lonely = int((slots["i2t"].counts == 0).sum())
         if lonely:
             raise DataError(f"{lonely} of {n_img} images have no matching caption, so image->text "
                             f"ranks are undefined; drop them or evaluate with directions=('t2i',)")
     if "t2i" in directions:
-        tables["t2i"] = _descending_table(cap_idx, scores, n_cap)
+        slots["t2i"] = _slots(cap_idx, scores, n_cap)
 
-    ahead = _negatives_ahead(img, txt, img_idx, cap_idx, tables, chunk_size)
+    ahead = _negatives_ahead(img, txt, img_idx, cap_idx, slots, chunk_size)
+    return {d: _query_ranks(ahead[d], slots[d].counts) for d in directions}
+
+
+def summarise_ranks(ranks: dict[str, QueryRanks]) -> dict[str, float]:
+    """R@1/5/10 and mAP (%), medr, meanr per direction, and ``rsum`` over all of them."""
     out: dict[str, float] = {}
-    for d in directions:
-        out.update(_direction_metrics(d, ahead[d], tables[d][1]))
-    out["rsum"] = sum(out[f"{d}_r{K}"] for d in directions for K in RECALL_AT)
+    for d, r in ranks.items():
+        out.update({f"{d}_r{K}": 100.0 * float(np.mean(r.rank0 < K)) for K in RECALL_AT})
+        out[f"{d}_medr"] = float(np.floor(np.median(r.rank0)) + 1)
+        out[f"{d}_meanr"] = float(r.rank0.mean() + 1)
+        out[f"{d}_map"] = 100.0 * float(r.ap.mean())
+    out["rsum"] = sum(out[f"{d}_r{K}"] for d in ranks for K in RECALL_AT)
     return out
+
+
+def retrieval_metrics(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: ArrayLike, *,
+                      image_label: ArrayLike | None = None, chunk_size: int = 1024,
+                      directions: Sequence[str] = DIRECTIONS) -> dict[str, float]:
+    """``summarise_ranks(retrieval_ranks(...))``: the retrieval metrics of the embeddings.
+
+    Returns ``{dir}_r1, {dir}_r5, {dir}_r10`` (%), ``{dir}_medr``, ``{dir}_meanr`` and
+    ``{dir}_map`` (%) for each direction, and ``rsum``. Arguments as ``retrieval_ranks``.
+    """
+    return summarise_ranks(retrieval_ranks(img_emb, txt_emb, caption_image,
+                                           image_label=image_label, chunk_size=chunk_size,
+                                           directions=directions))
 
 
 # --------------------------------------------------------------------------------------

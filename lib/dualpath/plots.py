@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .config import Config, preset
@@ -91,11 +92,10 @@ def word_vector_dim(cfg: Config) -> int:
     """Size of the word-embedding layer's output for a config (what ``embed_dim=0`` resolves to)."""
     if cfg.embed_dim > 0:
         return cfg.embed_dim
-    match = re.search(r"(\d+)\s*d?$", Path(cfg.word_vectors).stem.lower())
-    if cfg.word_vectors.startswith("glove") and match:
+    name = Path(cfg.word_vectors).stem.lower()          # 'glove50', 'glove.6b.100d', ...
+    match = re.search(r"(\d+)d?$", name)
+    if name.startswith("glove") and match:
         return int(match.group(1))
-    if match and "negative300" in cfg.word_vectors.lower():
-        return 300
     return 300   # 'random' and word2vec files (GoogleNews: 300-d)
 
 
@@ -429,9 +429,11 @@ def results_table(ours, reference: pd.DataFrame, *, ours_source: str = "this boo
                   ours_backbone: str | None = None) -> pd.DataFrame:
     """Our rows under the reference rows, on the columns ``RESULT_COLUMNS``.
 
-    ``ours`` is a metrics dict (one row; keys such as ``i2t_r1`` or ``val_i2t_R@1``; an optional
-    ``method``), a dict of such dicts keyed by method, or a DataFrame.  R-sum is recomputed for
-    every row that has all six recalls.  The ``origin`` column says ``published`` or ``ours``.
+    ``ours`` is a metrics dict such as ``dualpath.evaluate`` returns (one row; keys like
+    ``i2t_r1`` or ``val_i2t_R@1``, recalls in percent; an optional ``method``), a dict of such
+    dicts keyed by method, or a DataFrame.  Keys outside ``RESULT_COLUMNS`` (mAP, mean rank) are
+    dropped.  R-sum is recomputed for every row that has all six recalls.  The ``origin`` column
+    says ``published`` or ``ours``; columns empty in every row are dropped.
     """
     def conform(df: pd.DataFrame, origin: str) -> pd.DataFrame:
         df = df.rename(columns={c: _metric_key(c) for c in df.columns
@@ -452,14 +454,7 @@ def results_table(ours, reference: pd.DataFrame, *, ours_source: str = "this boo
         mine["source"] = ours_source
     if ours_backbone is not None and "backbone" not in mine.columns:
         mine["backbone"] = ours_backbone
-    mine = conform(mine, "ours")
-    for c in METRIC_COLUMNS + ["rsum"]:   # recalls given as fractions in [0, 1] -> percent
-        vals = mine[c].dropna()
-        if c != "rsum" and len(vals) and vals.max() <= 1.0:
-            mine[c] = mine[c] * 100.0
-    full = mine[METRIC_COLUMNS].notna().all(axis=1)
-    mine.loc[full, "rsum"] = mine.loc[full, METRIC_COLUMNS].sum(axis=1).round(1)
-    table = pd.concat([ref, mine], ignore_index=True)
+    table = pd.concat([ref, conform(mine, "ours")], ignore_index=True)
     return table.dropna(axis=1, how="all")
 
 
@@ -652,11 +647,14 @@ def embedding_projection_plot(points_2d, kinds: Sequence[str], groups: Sequence,
             for i, g in enumerate(groups):
                 if not is_img[i] and g in anchor:
                     ax.plot(*np.stack([anchor[g], pts[i]]).T, color=color[g], alpha=0.35, linewidth=0.7)
+        handles = []
         for mask, marker, label, size in ((is_img, "s", "image", 46), (~is_img, "o", "text", 22)):
             if mask.any():
                 ax.scatter(pts[mask, 0], pts[mask, 1], c=[color[g] for g, m in zip(groups, mask) if m],
-                           marker=marker, s=size, edgecolors="black", linewidths=0.4, label=label)
-        ax.legend(fontsize=8, loc="best")
+                           marker=marker, s=size, edgecolors="black", linewidths=0.4)
+                handles.append(Line2D([], [], marker=marker, linestyle="", color="#bbbbbb",
+                                      markeredgecolor="black", markeredgewidth=0.4, label=label))
+        ax.legend(handles=handles, fontsize=8, loc="best", title="colour = group", title_fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
         if title:

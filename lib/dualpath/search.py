@@ -37,7 +37,9 @@ class Encoder:
         ckpt = ckpt_io.load(path, map_location=device)
         cfg = ckpt_io.config_of(ckpt, path)
         vocab = Vocabulary.from_dict(ckpt["vocab"])
-        model = build_model(cfg, len(vocab), int(ckpt["n_classes"]))
+        emb = ckpt["model"].get("text_cnn.embedding.weight")
+        model = build_model(cfg, len(vocab), int(ckpt["n_classes"]),
+                            embed_dim=int(emb.shape[1]) if emb is not None else 0)
         ckpt_io.load_weights(model, ckpt["model"], path)
         return cls(model.to(device), vocab, cfg, text_policy)
 

@@ -400,7 +400,7 @@ def _serialised(log: Log) -> Log:
 @contextmanager
 def _exclusive(grid_dir: Path) -> Iterator[None]:
     """Two sweeps writing one grid folder would delete each other's runs as 'partial'."""
-    import fcntl  # POSIX only, like the process-lifetime handling below
+    import fcntl  # POSIX only; so is papermill's kernel handling the sweep relies on
 
     grid_dir.mkdir(parents=True, exist_ok=True)
     with open(grid_dir / ".lock", "w") as handle:
@@ -660,6 +660,9 @@ _LAST = ["status", "error", "wall_s", "commit", "machine", "command", "python", 
 
 def aggregate(grid_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per finished run under ``grid_dir``; also written atomically to ``results.csv``.
+
+    Every run folder with a DONE or FAILED marker counts, including arms since removed
+    from the grid file (delete their folders to drop them).
 
     Columns: grid, arm, seed, ``param_<name>`` per parameter, one per metric (``metric_<name>``
     if it would clash with another column), then status, error, wall_s and provenance.

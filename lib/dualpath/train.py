@@ -162,8 +162,9 @@ def prepare(cfg: Config, data_root=None, recipe: str = "paper", log=print,
 
 
 def build_model(cfg: Config, vocab_size: int, n_classes: int, embedding_init=None,
-                backbone: torch.nn.Module | None = None) -> DualPathModel:
-    embed_dim = cfg.embed_dim or (embedding_init.shape[1] if embedding_init is not None else 300)
+                backbone: torch.nn.Module | None = None, embed_dim: int = 0) -> DualPathModel:
+    """The network of ``cfg``; ``embed_dim`` 0 takes cfg.embed_dim, else the word vectors' size."""
+    embed_dim = embed_dim or cfg.embed_dim or (embedding_init.shape[1] if embedding_init is not None else 300)
     if backbone is None:
         backbone = build_backbone(cfg.backbone, None)   # weights come from the checkpoint
     head = ImageHead(backbone.out_channels, cfg.feature_dim, cfg.feature_dim, cfg.dropout,
@@ -532,7 +533,12 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, recipe: str = "pape
     """Run a whole recipe (feature extraction, both stages, test); returns the test metrics."""
     seed_everything(cfg.seed, cfg.num_threads)
     run_dir = Path(run_dir) if run_dir else runs_root() / run_name(cfg, recipe)
+    rank, world = _dist_info()
+    if rank > 0:
+        _barrier(world)   # let rank 0 fill the feature cache; the others then read it
     prep = prepare(cfg, data_root, recipe, log=log)
+    if rank == 0:
+        _barrier(world)
     log(f"vocabulary: {len(prep.vocab)} words (train split); word vectors: {prep.coverage}")
     trainer = Trainer(prep, run_dir, recipe, log=log)
     t0 = time.perf_counter()

@@ -1,0 +1,258 @@
+"""The book's configuration, its reference tables and the plotting helpers it shares with the notebooks.
+
+The HTML build itself is not run here (it needs the executed notebooks); these checks catch
+what would make ``jupyter-book build . -W -n`` fail or show wrong numbers.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from dualpath import plots
+from dualpath.config import preset
+from dualpath.paths import REPO_ROOT
+
+BOOK = REPO_ROOT / "book"
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text)]
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(), re.M))
+
+
+# ------------------------------------------------------------------------------- configuration
+def test_config_is_valid_and_offline():
+    cfg = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    assert cfg["only_build_toc_files"] is True
+    excluded = set(cfg["exclude_patterns"])
+    assert {".venv", "_build", "runs", "cache", "data", "tests", "benchmarks"} <= excluded
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert {"dollarmath", "amsmath", "colon_fence"} <= set(cfg["parse"]["myst_enable_extensions"])
+    for bib in cfg["bibtex_bibfiles"]:
+        assert (REPO_ROOT / bib).is_file(), bib
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert not cfg["launch_buttons"].get("thebe")
+    assert cfg["html"]["use_repository_button"] is True
+    sphinx = (cfg.get("sphinx") or {}).get("config") or {}
+    assert not sphinx.get("intersphinx_mapping"), "intersphinx would fetch inventories at build time"
+
+
+def _toc_files(node) -> list[str]:
+    files = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root") and isinstance(value, str):
+                files.append(value)
+            else:
+                files += _toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            files += _toc_files(item)
+    return files
+
+
+def test_every_toc_entry_exists():
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    assert toc["format"] == "jb-book"
+    entries = _toc_files(toc)
+    assert "book/intro" in entries and "book/references" in entries
+    for entry in entries:
+        candidates = [REPO_ROOT / f"{entry}{ext}" for ext in ("", ".md", ".ipynb")]
+        if any(p.is_file() for p in candidates):
+            continue
+        # executed notebooks appear only after the pipeline ran: notebooks/NAME.ipynb ->
+        # book/generated/NAME.ipynb; an absent one must at least have its source notebook
+        assert entry.startswith("book/generated/"), f"_toc.yml lists {entry}, which does not exist"
+        source = REPO_ROOT / "notebooks" / f"{Path(entry).stem}.ipynb"
+        assert source.is_file(), f"_toc.yml lists {entry}, but there is no {source.relative_to(REPO_ROOT)}"
+
+
+def test_citations_resolve():
+    keys = _bib_keys()
+    cited = set()
+    for page in BOOK.glob("*.md"):
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+            cited |= {k.strip() for k in group.split(",")}
+    assert cited, "no citations found"
+    assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_generated_assets_cover_what_pages_include(tmp_path):
+    written = {p.name for p in plots.write_book_assets(tmp_path)}
+    included = set()
+    for page in BOOK.glob("*.md"):
+        included |= set(re.findall(r"generated/([\w.-]+\.(?:png|csv))", page.read_text()))
+    assert included, "the prose pages include no generated asset"
+    assert included <= written, f"pages include {sorted(included - written)}, which nothing writes"
+    presets = pd.read_csv(tmp_path / "presets.csv", index_col=0)
+    assert presets.loc["backbone", "paper"] == "resnet50"
+
+
+# ------------------------------------------------------------------------------ reference tables
+def test_reference_tables_parse_with_exact_numbers():
+    assert {"paper_results", "paper_competitors", "published_flickr8k"} <= set(
+        plots.available_reference_tables())
+    f8k = plots.load_reference_table("published_flickr8k").set_index("method")
+    hglmm = f8k.loc["Fisher vectors GMM+HGLMM"]
+    assert (hglmm.i2t_r1, hglmm.i2t_r5, hglmm.i2t_r10, hglmm.i2t_medr) == (31.0, 59.3, 73.7, 4)
+    assert (hglmm.t2i_r1, hglmm.t2i_r5, hglmm.t2i_r10, hglmm.t2i_medr) == (21.2, 50.0, 64.8, 5)
+    mcnn = f8k.loc["m-CNN (ensemble)"]
+    assert (mcnn.i2t_r1, mcnn.t2i_r10) == (24.8, 61.7)
+    assert f8k.loc["DVSA (BRNN)", "t2i_medr"] == 12.4
+    assert len(f8k) == 6
+
+    paper = plots.load_reference_table("paper_results")
+    row = paper[(paper.dataset == "Flickr30k") & (paper.backbone == "ResNet-152")].iloc[0]
+    assert (row.i2t_r1, row.t2i_r10) == (55.6, 80.9)
+    cuhk = paper[paper.dataset == "CUHK-PEDES"]
+    assert cuhk.i2t_r1.isna().all() and cuhk.t2i_r1.tolist() == [32.15, 44.40]
+
+    comp = plots.load_reference_table("paper_competitors")
+    hm = comp[(comp.method == "HM-LSTM") & (comp.dataset == "Flickr30k")].iloc[0]
+    assert math.isnan(hm.i2t_r5) and hm.i2t_r10 == 76.5
+    assert set(comp.protocol) == {"1k", "coco-1k", "coco-5k", "cuhk"}
+
+
+def test_reference_sources_are_bib_keys():
+    keys = _bib_keys()
+    for name in plots.available_reference_tables():
+        df = plots.load_reference_table(name)
+        for col in ("source", "via"):
+            if col in df.columns:
+                used = {k for cell in df[col].dropna() for k in str(cell).split(";")}
+                assert used <= keys, f"{name}.{col}: {sorted(used - keys)} not in references.bib"
+
+
+def test_unknown_reference_table_names_the_available_ones():
+    with pytest.raises(FileNotFoundError, match="published_flickr8k"):
+        plots.load_reference_table("no_such_table")
+
+
+# ------------------------------------------------------------------------------------- plots
+def test_architecture_figure_paper_labels():
+    fig = plots.architecture_figure(preset("paper"))
+    labels = " ".join(_texts(fig))
+    assert isinstance(fig, Figure)
+    assert "2048" in labels and "W_share" in labels and "ResNet-50" in labels
+    assert "6,000" in labels        # Flickr8k training images = classes
+
+
+def test_architecture_figure_follows_config():
+    fig = plots.architecture_figure(preset("cpu", shared_classifier=False, max_len=56), n_classes=123)
+    labels = " ".join(_texts(fig))
+    assert "EfficientNet-Lite0" in labels and "1280" in labels
+    assert "W_share" not in labels and "123" in labels and "L = 56" in labels
+    shapes = plots.text_stage_shapes(preset("paper"))
+    assert [s["out"] for s in shapes] == [256, 512, 1024, 2048]
+    assert [s["positions"] for s in shapes] == [32, 16, 8, 8]
+    assert plots.word_vector_dim(preset("cpu")) == 50
+    assert plots.word_vector_dim(preset("cpu", word_vectors="/d/glove.6B.100d.txt")) == 100
+    assert plots.word_vector_dim(preset("cpu", word_vectors="random")) == 300
+
+
+def _log(stage2: bool = True) -> pd.DataFrame:
+    rows = []
+    for phase, n in (("stage1", 4), ("stage2", 3 if stage2 else 0)):
+        for e in range(1, n + 1):
+            r = dict(phase=phase, epoch=e, loss=3.0 / e, loss_img=2.0 / e, loss_txt=1.5 / e,
+                     loss_rank=(0.5 / e if phase == "stage2" else np.nan), acc_img=10.0 * e,
+                     acc_txt=8.0 * e)
+            r.update({f"val_{d}_r{k}": 5.0 * e + k for d in ("i2t", "t2i") for k in (1, 5, 10)})
+            r["val_rsum"] = sum(r[f"val_{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_training_curves():
+    fig = plots.training_curves(_log())
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert "stage II" in _texts(fig)
+    fig = plots.training_curves(_log(stage2=False).drop(columns=["phase"]), metrics=["loss_img", "val_rsum"])
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="none of the metrics"):
+        plots.training_curves(_log(), metrics=["missing"])
+
+
+def test_results_table_puts_ours_under_the_references():
+    ref = plots.load_reference_table("published_flickr8k")
+    ours = {"i2t_R@1": 20.0, "i2t_R@5": 50.0, "i2t_R@10": 60.0, "t2i_r1": 15.0, "t2i_r5": 40.0,
+            "t2i_r10": 55.0, "i2t_medr": 5, "i2t_map": 12.0}
+    table = plots.results_table(ours, ref, ours_backbone="EfficientNet-Lite0")
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.origin) == ["published"] * len(ref) + ["ours"]
+    last = table.iloc[-1]
+    assert last.i2t_r1 == pytest.approx(20.0) and last.rsum == pytest.approx(240.0)
+    assert last.backbone == "EfficientNet-Lite0" and last.i2t_medr == 5
+    assert "i2t_map" not in table.columns
+    chance = plots.results_table({"i2t_r1": 0.1}, ref).iloc[-1]
+    assert chance.i2t_r1 == pytest.approx(0.1)     # percentages are never rescaled
+    hglmm = table[table.method == "Fisher vectors GMM+HGLMM"].iloc[0]
+    assert hglmm.rsum == pytest.approx(31.0 + 59.3 + 73.7 + 21.2 + 50.0 + 64.8)
+    many = plots.results_table({"a": {"i2t_r1": 30.0}, "b": {"i2t_r1": 40.0}}, ref)
+    assert many.method.tolist()[-2:] == ["a", "b"]
+
+
+def test_ablation_plot():
+    df = pd.DataFrame({"arm": ["paper"] * 3 + ["ranking only"] * 3, "seed": [0, 1, 2] * 2,
+                       "rsum": [300.0, 310.0, 305.0, 250.0, 260.0, 255.0]})
+    fig = plots.ablation_plot(df, "arm", "rsum")
+    assert isinstance(fig, Figure)
+    labels = _texts(fig)
+    assert "305.0" in labels and "255.0" in labels
+    with pytest.raises(ValueError, match="column"):
+        plots.ablation_plot(df, "missing", "rsum")
+
+
+@pytest.fixture
+def tiny_images(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, color in enumerate(["red", "green", "blue", "gray"]):
+        path = tmp_path / f"img{i}.jpg"
+        Image.new("RGB", (40, 30), color).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_retrieval_grid_both_directions(tiny_images):
+    fig = plots.retrieval_grid("a dog runs on the grass", tiny_images[:3], [True, False, False])
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 4
+    fig = plots.retrieval_grid(tiny_images[0], ["a red square", "a dog", "a cat"], [True, False, True])
+    assert isinstance(fig, Figure)
+    assert any("1. a red square" in t for t in _texts(fig))
+    fig = plots.retrieval_grid(["q1", "q2"], [tiny_images[:2], tiny_images[2:]],
+                               [[True, False], [False, True]], mode="t2i")
+    assert len(fig.axes) == 6
+    with pytest.raises(ValueError, match="correctness"):
+        plots.retrieval_grid("q", tiny_images[:2], [True])
+
+
+def test_word_importance_and_projection_plots():
+    fig = plots.word_importance_plot(["a", "dog", "runs"], [0.01, 0.2, -0.03], title="caption")
+    assert isinstance(fig, Figure)
+    with pytest.raises(ValueError):
+        plots.word_importance_plot(["a"], [0.1, 0.2])
+    rng = np.random.default_rng(0)
+    kinds = (["image"] + ["text"] * 5) * 3
+    groups = [g for g in range(3) for _ in range(6)]
+    fig = plots.embedding_projection_plot(rng.normal(size=(18, 2)), kinds, groups)
+    assert isinstance(fig, Figure)
+    with pytest.raises(ValueError):
+        plots.embedding_projection_plot(rng.normal(size=(18, 3)), kinds, groups)

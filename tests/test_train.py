@@ -1,0 +1,193 @@
+"""Training on the Flickr8k mini split: determinism, resume after SIGKILL, DDP, checkpoints, bad input.
+
+One uninterrupted reference run (a subprocess, like a user's) is shared by the tests.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import dualpath
+from dualpath import checkpoint as ckpt_io
+from dualpath.config import Config, preset
+from dualpath.errors import CheckpointError, ConfigError, DataError
+from dualpath.train import train
+
+SMOKE = preset("smoke", progress=False)
+ENV = {**os.environ, "DUALPATH_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def _train_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dualpath.train", "--preset", "smoke", "--run-dir", str(run_dir),
+            "--set", "progress=false", *extra]
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    subprocess.run(_train_cmd(run_dir), check=True, env=ENV, timeout=900)
+    return run_dir
+
+
+def test_reference_run_writes_everything(reference_run: Path):
+    for name in ("config.json", "log.csv", "last.pt", "best_stage1.pt", "best_stage2.pt", "metrics.json"):
+        assert (reference_run / name).is_file(), name
+    log = (reference_run / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + SMOKE.stage1_epochs + SMOKE.stage2_epochs
+    m = _metrics(reference_run)
+    assert set(m) >= {"stage1", "stage2", "final"}
+    for key in ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "i2t_medr", "t2i_medr", "rsum"):
+        assert 0 <= m["final"][key] <= (600 if key == "rsum" else 100 if "medr" not in key else 1000)
+
+
+def test_same_seed_same_metrics(reference_run: Path, tmp_path: Path):
+    metrics = train(SMOKE, tmp_path / "again", log=lambda *a: None)
+    assert metrics == _metrics(reference_run)
+
+
+def test_resume_after_sigkill_gives_identical_metrics(reference_run: Path, tmp_path: Path):
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(run_dir), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    # kill as soon as the first epoch's checkpoint lands: mid-way through Stage I
+    while not (run_dir / "last.pt").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    first = torch.load(run_dir / "last.pt", weights_only=True)
+    assert (first["phase"], first["epoch"]) == (0, 1)
+    subprocess.run(_train_cmd(run_dir), check=True, env=ENV, timeout=900)
+    assert _metrics(run_dir) == _metrics(reference_run)
+    # the log is whole: one row per epoch, the same rows as the uninterrupted run (times aside)
+    strip = lambda p: [",".join(r.split(",")[:-1]) for r in (p / "log.csv").read_text().splitlines()]
+    assert strip(run_dir) == strip(reference_run)
+
+
+def test_torchrun_two_gloo_processes(tmp_path: Path):
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "dualpath.train", "--preset", "smoke", "--run-dir", str(run_dir),
+           "--set", "progress=false", "num_threads=1", "device=cpu"]
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    m = _metrics(run_dir)
+    assert all(0 <= m["final"][k] <= 100 for k in ("i2t_r10", "t2i_r10"))
+
+
+def test_checkpoint_encodes_identically_in_a_fresh_process(reference_run: Path, tmp_path: Path):
+    ckpt = reference_run / "best_stage2.pt"
+    corpus = dualpath.data.load_corpus("flickr8k").select("mini_test")
+    images = [str(corpus.image_path(i)) for i in range(3)]
+    texts = corpus.captions[:4]
+    enc = dualpath.load_checkpoint(ckpt)
+    here_img, here_txt = enc.encode_image(images), enc.encode_text(texts)
+    script = ("import sys, json, torch, dualpath\n"
+              "enc = dualpath.load_checkpoint(sys.argv[1])\n"
+              "a = json.loads(sys.argv[2]); b = json.loads(sys.argv[3])\n"
+              "torch.save({'img': enc.encode_image(a), 'txt': enc.encode_text(b)}, sys.argv[4])\n")
+    out = tmp_path / "vectors.pt"
+    subprocess.run([sys.executable, "-c", script, str(ckpt), json.dumps(images), json.dumps(texts),
+                    str(out)], check=True, env=ENV, timeout=300)
+    there = torch.load(out, weights_only=True)
+    assert torch.equal(here_img, there["img"]) and torch.equal(here_txt, there["txt"])
+    assert here_img.shape == (3, SMOKE.feature_dim)
+    assert torch.allclose(here_img.norm(dim=1), torch.ones(3), atol=1e-5)
+    # the search API ranks a caption's own image first more often than chance
+    index = enc.index(images=images, captions=texts)
+    hits = index.search_images(texts[0], k=3)
+    assert [h.rank for h in hits] == [1, 2, 3] and hits[0].score >= hits[-1].score
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_checkpoint_with_other_vocabulary_is_refused(reference_run: Path, tmp_path: Path):
+    state = torch.load(reference_run / "best_stage2.pt", weights_only=True)
+    vocab = state["vocab"]
+    vocab["words"], vocab["counts"] = vocab["words"][:-5], vocab["counts"][:-5]
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match="vocabulary size"):
+        dualpath.load_checkpoint(bad)
+
+
+def test_checkpoint_with_other_class_count_is_refused(reference_run: Path, tmp_path: Path):
+    state = torch.load(reference_run / "best_stage2.pt", weights_only=True)
+    state["n_classes"] = state["n_classes"] + 1
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match="number of classes"):
+        dualpath.load_checkpoint(bad)
+
+
+def test_truncated_checkpoint_is_refused(reference_run: Path, tmp_path: Path):
+    bad = tmp_path / "trunc.pt"
+    bad.write_bytes((reference_run / "last.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="trunc.pt"):
+        dualpath.load_checkpoint(bad)
+
+
+def test_config_unknown_key_and_wrong_type(tmp_path: Path):
+    with pytest.raises(ConfigError, match="unknown key.*'lrate'"):
+        Config.from_dict({"lrate": 0.1})
+    with pytest.raises(ConfigError, match="'stage1_epochs' must be int"):
+        Config.from_dict({"stage1_epochs": "ten"})
+    with pytest.raises(ConfigError, match="'negatives'"):
+        preset("cpu", negatives="hardest-ever")
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text('{"batch_size": 32, "droput": 0.5}')
+    out = subprocess.run(_train_cmd(tmp_path / "r", "--config", str(cfg_file)), env=ENV,
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "droput" in out.stderr
+
+
+def test_data_root_without_images(tmp_path: Path):
+    root = tmp_path / "root" / "flickr8k_224"
+    (root / "splits").mkdir(parents=True)
+    shared = dualpath.paths.find_data_root() / "flickr8k_224"
+    for name in ("captions.tsv",):
+        (root / name).write_text((shared / name).read_text())
+    for name in ("train.txt", "val.txt", "test.txt"):
+        (root / "splits" / name).write_text((shared / "splits" / name).read_text())
+    (root / "images").mkdir()
+    with pytest.raises(DataError, match=r"splits/\w+\.txt:1: split names image .* which is not in"):
+        dualpath.data.load_corpus("flickr8k", tmp_path / "root")
+
+
+def test_full_disk_keeps_earlier_checkpoint(reference_run: Path, tmp_path: Path, monkeypatch):
+    target = tmp_path / "last.pt"
+    target.write_bytes((reference_run / "last.pt").read_bytes())
+    before = target.read_bytes()
+
+    def no_space(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(CheckpointError, match="disk is full"):
+        ckpt_io.save(target, {"model": {}})
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temporary file left behind
+
+
+def test_resume_refuses_a_different_config(reference_run: Path, tmp_path: Path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    with pytest.raises(ConfigError, match="different config"):
+        train(SMOKE.replace(margin=0.5), run_dir, log=lambda *a: None)
