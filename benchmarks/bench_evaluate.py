@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -105,12 +106,15 @@ def matmul_only(img: torch.Tensor, txt: torch.Tensor, chunk_size: int) -> None:
         torch.mm(img[start:start + rows], txt.T, out=buffer[:rows * len(txt)].view(rows, -1))
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    best = math.inf
+def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best wall time of each function, run in turns so that a load spike from another
+    process hits all of them alike rather than whichever ran during it."""
+    best = [math.inf] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -141,12 +145,14 @@ def main(argv=None) -> None:
     print(f"data: {n_img} images x {n_cap} captions, d={args.dim}, float32 "
           f"(+-1/{math.isqrt(args.dim)} sign vectors: exact dot products, many exact ties)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"chunk_size {args.chunk_size}")
+          f"chunk_size {args.chunk_size}, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs (timings are noisy on shared cores)")
 
-    t_mm = best_time(lambda: matmul_only(img, txt, args.chunk_size), args.repeats)
+    t_mm, t_vec = best_times([
+        lambda: matmul_only(img, txt, args.chunk_size),
+        lambda: retrieval_metrics(img, txt, caption_image, chunk_size=args.chunk_size),
+    ], args.repeats)
     print(f"(c) matmul only, chunked:            {t_mm:8.2f} s  (best of {args.repeats})")
-    t_vec = best_time(lambda: retrieval_metrics(img, txt, caption_image,
-                                                chunk_size=args.chunk_size), args.repeats)
     print(f"(a) retrieval_metrics (vectorised):  {t_vec:8.2f} s  (best of {args.repeats})")
 
     n_q = n_img if args.loop_queries is None else min(args.loop_queries, n_img)
@@ -158,7 +164,8 @@ def main(argv=None) -> None:
     t_loop = time.perf_counter() - start
     full = n_q == n_img
     if full:
-        print(f"(b) per-query loop (VSE++ style):    {t_loop:8.2f} s  (all {n_img} + {n_cap} queries)")
+        print(f"(b) per-query loop (VSE++ style):    {t_loop:8.2f} s  "
+              f"(all {n_img} + {n_cap} queries)")
     else:
         t_loop *= (n_img + n_cap) / (len(img_q) + len(cap_q))
         print(f"(b) per-query loop (VSE++ style):    {t_loop:8.2f} s  EXTRAPOLATED linearly "
@@ -175,6 +182,7 @@ def main(argv=None) -> None:
         assert all(abs(ours[k] - theirs[k]) < 1e-9 for k in theirs), (ours, theirs)
         checked += "; all metrics equal to 1e-9"
     print(f"check: identical per-query ranks and AP (to 1e-12) for {checked}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     m = summarise_ranks(vectorised)
     print("metrics: " + ", ".join(f"{k} {v:.2f}" for k, v in m.items()))
     print(f"speedup vs per-query loop: {t_loop / t_vec:.1f}x; "

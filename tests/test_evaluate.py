@@ -74,8 +74,8 @@ def random_problem(seed: int, n_images: int = 23, dim: int = 8, max_captions: in
                    dtype=torch.float64):
     """Unnormalised embeddings, 1..max_captions captions per image, captions shuffled.
 
-    Captions are noisy copies of their image, so ranks spread over the whole range
-    instead of all being near the middle.
+    Captions are noisy copies of their image, so R@1..10 land strictly between 0 and 100
+    and every metric is exercised.
     """
     g = torch.Generator().manual_seed(seed)
     img = torch.randn(n_images, dim, generator=g, dtype=torch.float64)
@@ -150,6 +150,13 @@ def test_one_direction_only():
     t2i = retrieval_metrics(img, txt, caption_image, directions=("t2i",))
     assert_same(t2i, reference_metrics(img, txt, caption_image, directions=("t2i",)))
     assert not any(key.startswith("i2t") for key in t2i)
+
+
+def test_thread_count_is_restored():
+    threads = torch.get_num_threads()
+    img, txt, caption_image = random_problem(4)
+    retrieval_metrics(img, txt, caption_image)
+    assert torch.get_num_threads() == threads
 
 
 def test_accepts_numpy_and_lists():
@@ -316,6 +323,8 @@ def test_cuhk_needs_labels():
     (dict(caption_image=np.array([0, 0, 1])), DataError),        # wrong length
     (dict(caption_image=np.array([0, 0, 1, 3])), DataError),     # no image 3
     (dict(caption_image=np.array([0, 0, 1, 1])), DataError),     # image 2 has no caption
+    (dict(caption_image=np.array([0.0, 0, 1, 2])), DataError),   # not integers
+    (dict(img_emb=torch.zeros(0, 4)), DataError),                # no images
     (dict(txt_emb=torch.eye(4)[:, :3]), DataError),              # width mismatch
     (dict(txt_emb=torch.full((4, 4), math.nan)), DataError),
     (dict(directions=("i2t", "x")), ConfigError),
@@ -385,6 +394,12 @@ def test_evaluate_checks_protocol_before_encoding():
     with pytest.raises(ConfigError):
         evaluate(encoder, corpus, "5k")
     assert encoder.batches == []
+
+
+def test_evaluate_rejects_a_bad_batch_size():
+    encoder, corpus, _ = fake_corpus()
+    with pytest.raises(ConfigError, match="batch_size"):
+        evaluate(encoder, corpus, batch_size=0)
 
 
 def test_evaluate_reports_a_wrong_encoder_output():

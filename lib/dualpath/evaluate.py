@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,7 +133,7 @@ def _prepare(img_emb, txt_emb) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _positive_pairs(caption_image: torch.Tensor, image_label: torch.Tensor | None,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """All matching (image, caption) index pairs, sorted by image.
+    """All matching (image, caption) index pairs, in caption order.
 
     Without labels each caption has exactly its own image. With labels a caption matches
     every image of its image's class, which is built by expanding class groups, not by
@@ -153,17 +154,19 @@ def _positive_pairs(caption_image: torch.Tensor, image_label: torch.Tensor | Non
         pair_start = torch.cumsum(per_caption, 0) - per_caption
         within = torch.arange(len(cap_idx), device=cap_idx.device) - pair_start[cap_idx]
         img_idx = images_by_class[class_start[cap_class][cap_idx] + within]
-    order = torch.argsort(img_idx, stable=True)
-    return img_idx[order], cap_idx[order]
+    return img_idx, cap_idx
 
 
 def _pair_scores(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor,
                  cap_idx: torch.Tensor, batch: int) -> torch.Tensor:
     """Similarity of each positive pair, gathered ``batch`` pairs at a time to bound memory."""
+    # In caption order with one pair per caption, cap_idx is arange: slice, don't gather.
+    one_per_caption = len(cap_idx) == len(txt)
     out = torch.empty(len(img_idx), dtype=img.dtype, device=img.device)
     for a in range(0, len(img_idx), batch):
-        i, t = img_idx[a:a + batch], cap_idx[a:a + batch]
-        out[a:a + batch] = torch.einsum("nd,nd->n", img[i], txt[t])
+        b = a + batch
+        captions = txt[a:b] if one_per_caption else txt[cap_idx[a:b]]
+        out[a:b] = torch.einsum("nd,nd->n", img[img_idx[a:b]], captions)
     return out
 
 
@@ -206,8 +209,25 @@ def _slots(query: torch.Tensor, scores: torch.Tensor, n_queries: int) -> _Slots:
 # in one broadcast ``ge``. The comparisons write into a float scratch and are summed as
 # floats, because torch sums bool through an int64 cast, several times slower. A float32
 # sum of ones is exact below 2**24 terms; longer sums use float64.
+# On CPU the sweep runs on a quarter of torch's threads (at least one). These ops are
+# memory-bound, so a few threads already fill the bandwidth. Each op ends in a fork/join,
+# and when the cores are shared (a sweep of parallel jobs, CI) every join waits for the
+# slowest thread. Measured at 5k x 25k on 2 cores shared with other jobs (load ~6): with
+# two threads the counting took ~2.5x as long as the matrix product, with one ~0.4x.
 
-_BLOCK_ELEMENTS = 1 << 21  # comparison scratch per row block: 8 MB in float32
+_BLOCK_ELEMENTS = 1 << 22  # comparison scratch per row block: 16 MB in float32
+
+
+@contextmanager
+def _counting_threads(device: torch.device) -> Iterator[None]:
+    """Run the enclosed CPU ops on a quarter of torch's threads, then restore the count."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, before // 4))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _view(scratch: torch.Tensor, *shape: int) -> torch.Tensor:
@@ -232,13 +252,17 @@ def _row_counts(block: torch.Tensor, slots: _Slots, rows: slice,
     return out
 
 
-def _col_counts(block: torch.Tensor, slots: _Slots, sparse: list, scratch: torch.Tensor,
+def _col_counts(block: torch.Tensor, dense: torch.Tensor, sparse: list, scratch: torch.Tensor,
                 out: torch.Tensor) -> None:
-    """``out[c, k] += #{r : block[r, c] >= table[c, k]}`` for every column query c."""
-    if slots.dense:
-        hits = torch.ge(block[:, None, :], slots.table.T[None, :slots.dense, :],
-                        out=_view(scratch, len(block), slots.dense, block.shape[1]))
-        out[:, :slots.dense] += hits.sum(0).T.long()
+    """``out[c, k] += #{r : block[r, c] >= threshold of column query c in slot k}``.
+
+    ``dense`` holds the dense slots' thresholds as ``[slots, n_columns]``; ``sparse``
+    holds ``(k, columns, thresholds)`` for each later slot.
+    """
+    if len(dense):
+        hits = torch.ge(block[:, None, :], dense[None],
+                        out=_view(scratch, len(block), len(dense), block.shape[1]))
+        out[:, :len(dense)] += hits.sum(0).T.long()
     for k, cols, thresholds in sparse:
         hits = torch.ge(block[:, cols], thresholds, out=_view(scratch, len(block), len(cols)))
         out[cols, k] += hits.sum(0).long()
@@ -256,6 +280,8 @@ def _negatives_ahead(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor
     block of similarities, plus O(n_captions x slots) vectors and scratch.
     """
     n_img, n_cap = len(img), len(txt)
+    by_image = torch.argsort(img_idx, stable=True)  # each chunk's pairs become one range
+    img_idx, cap_idx = img_idx[by_image], cap_idx[by_image]
     ahead = {d: torch.zeros(s.table.shape, dtype=torch.int64, device=img.device)
              for d, s in slots.items()}
     widest = max(max(s.dense, 1) for s in slots.values())
@@ -263,9 +289,10 @@ def _negatives_ahead(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor
     exact = torch.float32 if max(n_cap, block_rows) < 2 ** 24 else torch.float64
     scratch = torch.empty(block_rows * widest * n_cap, dtype=exact, device=img.device)
     sim_buffer = torch.empty(min(chunk_size, n_img) * n_cap, dtype=img.dtype, device=img.device)
-    sparse_t2i = []
-    if "t2i" in slots:
+    if "t2i" in slots:  # column thresholds, laid out for the column sweep
         t2i = slots["t2i"]
+        dense_t2i = t2i.table[:, :t2i.dense].T.contiguous()
+        sparse_t2i = []
         for k in range(t2i.dense, t2i.table.shape[1]):
             cols = torch.nonzero(t2i.counts > k).squeeze(1)
             sparse_t2i.append((k, cols, t2i.table[cols, k]))
@@ -276,13 +303,14 @@ def _negatives_ahead(img: torch.Tensor, txt: torch.Tensor, img_idx: torch.Tensor
         sim = torch.mm(img[start:stop], txt.T, out=_view(sim_buffer, stop - start, n_cap))
         lo, hi = bounds[c], bounds[c + 1]
         sim[img_idx[lo:hi] - start, cap_idx[lo:hi]] = -math.inf
-        for a in range(start, stop, block_rows):
-            b = min(a + block_rows, stop)
-            block = sim[a - start:b - start]
-            if "i2t" in slots:
-                ahead["i2t"][a:b] = _row_counts(block, slots["i2t"], slice(a, b), scratch)
-            if "t2i" in slots:
-                _col_counts(block, slots["t2i"], sparse_t2i, scratch, ahead["t2i"])
+        with _counting_threads(img.device):
+            for a in range(start, stop, block_rows):
+                b = min(a + block_rows, stop)
+                block = sim[a - start:b - start]
+                if "i2t" in slots:
+                    ahead["i2t"][a:b] = _row_counts(block, slots["i2t"], slice(a, b), scratch)
+                if "t2i" in slots:
+                    _col_counts(block, dense_t2i, sparse_t2i, scratch, ahead["t2i"])
     return ahead
 
 
@@ -387,6 +415,11 @@ def retrieval_metrics(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: Arr
 # Protocols
 # --------------------------------------------------------------------------------------
 
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown evaluation protocol {protocol!r}; choose one of {PROTOCOLS}")
+
+
 def _folds(img: torch.Tensor, txt: torch.Tensor, cap_img: np.ndarray,
            label: np.ndarray | None, fold_size: int) -> Iterator[tuple]:
     """Consecutive blocks of ``fold_size`` images, each with only its own captions."""
@@ -416,8 +449,7 @@ def evaluate_embeddings(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: A
     ``image_label``, when given, defines positives by class for any protocol. Captions
     need not be sorted by image.
     """
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown evaluation protocol {protocol!r}; choose one of {PROTOCOLS}")
+    _check_protocol(protocol)
     kwargs = {"chunk_size": chunk_size}
     if protocol == "cuhk":
         if image_label is None:
@@ -435,7 +467,8 @@ def evaluate_embeddings(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: A
                               f"but there are {len(img)} images; pass a fold_size that divides it "
                               f"or use 'coco-5k'")
         cap_img = _as_index(caption_image, "caption_image", len(txt), len(img), "cpu").numpy()
-        label = None if image_label is None else np.asarray(image_label)
+        label = None if image_label is None else _as_index(image_label, "image_label",
+                                                            len(img), None, "cpu").numpy()
         return _mean_of(retrieval_metrics(i, t, c, image_label=lab, **kwargs)
                         for i, t, c, lab in _folds(img, txt, cap_img, label, fold_size))
     return retrieval_metrics(img_emb, txt_emb, caption_image, image_label=image_label, **kwargs)
@@ -469,8 +502,7 @@ def evaluate(encoder: ImageTextEncoder, corpus: CorpusLike, protocol: str = "1k"
     ``chunk_size``) go to ``evaluate_embeddings``. Identity labels are used only by
     ``cuhk``; on Flickr and COCO every image is its own class anyway.
     """
-    if protocol not in PROTOCOLS:  # fail before the expensive encoding
-        raise ConfigError(f"unknown evaluation protocol {protocol!r}; choose one of {PROTOCOLS}")
+    _check_protocol(protocol)  # fail before the expensive encoding
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     paths = [corpus.image_path(i) for i in range(len(corpus.images))]

@@ -259,15 +259,28 @@ class Trainer:
         self.rows: list[dict] = []
 
     # -- public -------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, until: str | None = None) -> dict:
+        """Train every phase (or up to and including phase ``until``), then test.
+
+        A finished run is not recomputed: its ``metrics.json`` is returned as stored.
+        """
+        names = [p.name for p in self.phases]
+        if until is not None and until not in names:
+            raise ConfigError(f"until={until!r} is not a phase of this recipe ({names})")
+        stop = names.index(until) + 1 if until else len(self.phases)
+        done = self.run_dir / "metrics.json"
+        if done.exists():
+            metrics = json.loads(done.read_text())
+            if all(n in metrics for n in names[:stop]):
+                return metrics
         self._write_config()
         start_phase, start_epoch, state = self._resume()
-        for pi in range(start_phase, len(self.phases)):
+        for pi in range(start_phase, stop):
             self._run_phase(pi, start_epoch if pi == start_phase else 0,
                             state if pi == start_phase else None)
-        metrics = self.test_all()
+        metrics = self.test_all(self.phases[:stop])
         if self.rank == 0:
-            write_json_atomic(self.run_dir / "metrics.json", metrics)
+            write_json_atomic(done, metrics)
         return metrics
 
     # -- phases -------------------------------------------------------------------------
@@ -418,20 +431,35 @@ class Trainer:
         img = image_embeddings_from_inputs(model.image_head, views, to_pooled)
         return img, txt
 
+    def load_best(self, phase: str) -> dict:
+        """Load the best checkpoint of ``phase`` into the model; returns the checkpoint."""
+        best = ckpt_io.load(self.run_dir / f"best_{phase}.pt")
+        ckpt_io.load_weights(self.model, best["model"], self.run_dir / f"best_{phase}.pt")
+        return best
+
+    def test_embeddings(self, phase: str) -> tuple[torch.Tensor, torch.Tensor, Corpus]:
+        """Test-split image and caption embeddings of ``phase``'s best model, and the test corpus."""
+        self.load_best(phase)
+        finetune = next(p.finetune for p in self.phases if p.name == phase)
+        img, txt = self.embed_split("test", finetune, self.cfg.test_shift)
+        return img, txt, self.prep.splits["test"].corpus
+
     def validate(self, finetune: int) -> dict:
         img, txt = self.embed_split("val", finetune, self.cfg.val_shift)
         return evaluate_embeddings(img, txt, self.prep.splits["val"].corpus.caption_image, "1k")
 
-    def test_all(self) -> dict:
+    def test_all(self, phases: list[Phase] | None = None) -> dict:
+        """Test metrics of each phase's best checkpoint; ``final`` is the last phase's."""
+        phases = self.phases if phases is None else phases
         out = {}
-        for phase in self.phases:
+        for phase in phases:
             best = ckpt_io.load(self.run_dir / f"best_{phase.name}.pt")
             self.model.load_state_dict(best["model"])
             img, txt = self.embed_split("test", phase.finetune, self.cfg.test_shift)
             split = self.prep.splits["test"].corpus
             out[phase.name] = {**evaluate_embeddings(img, txt, split.caption_image, self.cfg.protocol),
                                "best_epoch": best["epoch"]}
-        out["final"] = out[self.phases[-1].name]
+        out["final"] = out[phases[-1].name]
         return out
 
     # -- persistence --------------------------------------------------------------------
@@ -529,10 +557,17 @@ def run_name(cfg: Config, recipe: str) -> str:
 
 
 def train(cfg: Config, run_dir: str | Path | None = None, *, recipe: str = "paper",
-          data_root=None, log=print) -> dict:
-    """Run a whole recipe (feature extraction, both stages, test); returns the test metrics."""
+          data_root=None, until: str | None = None, log=print) -> dict:
+    """Run a recipe (feature extraction, its phases, test); returns the test metrics.
+
+    ``until='stage1'`` stops after Stage I; calling again without it continues the same run.
+    """
     seed_everything(cfg.seed, cfg.num_threads)
     run_dir = Path(run_dir) if run_dir else runs_root() / run_name(cfg, recipe)
+    stored = _finished_metrics(run_dir, cfg, recipe, until)
+    if stored is not None:
+        log(f"{run_dir.name}: finished earlier; metrics read from metrics.json")
+        return stored
     rank, world = _dist_info()
     if rank > 0:
         _barrier(world)   # let rank 0 fill the feature cache; the others then read it
@@ -542,11 +577,36 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, recipe: str = "pape
     log(f"vocabulary: {len(prep.vocab)} words (train split); word vectors: {prep.coverage}")
     trainer = Trainer(prep, run_dir, recipe, log=log)
     t0 = time.perf_counter()
-    metrics = trainer.run()
+    metrics = trainer.run(until)
     if trainer.rank == 0:
         log(f"test ({cfg.protocol}) {json.dumps(metrics['final'])}  [{time.perf_counter() - t0:.0f} s]")
         log(f"run directory: {run_dir}")
     return metrics
+
+
+def _finished_metrics(run_dir: Path, cfg: Config, recipe: str, until: str | None) -> dict | None:
+    """The stored metrics of a finished run with this very config, else None."""
+    done, conf = run_dir / "metrics.json", run_dir / "config.json"
+    if not (done.exists() and conf.exists()):
+        return None
+    if json.loads(conf.read_text()) != {"recipe": recipe, **cfg.to_dict()}:
+        return None
+    names = [p.name for p in phases_of(cfg, recipe)]
+    names = names[:names.index(until) + 1] if until in names else names
+    metrics = json.loads(done.read_text())
+    return metrics if all(n in metrics for n in names) else None
+
+
+def open_run(run_dir: str | Path, data_root=None, log=print) -> Trainer:
+    """A trainer over an existing run directory (its config, data and feature cache), for analysis."""
+    run_dir = Path(run_dir)
+    try:
+        values = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise DataError(f"{run_dir} holds no config.json: not a run directory") from None
+    recipe = values.pop("recipe", "paper")
+    cfg = Config.from_dict(values, source=str(run_dir / "config.json"))
+    return Trainer(prepare(cfg, data_root, recipe, log=log), run_dir, recipe, log=log)
 
 
 # ------------------------------------------------------------------------------------ CLI
