@@ -174,7 +174,7 @@ def test_text_cnn_shapes(length, width):
         trunk = model.stages(model.embed(ids))
         out = model(ids)
     # 3-4-6-1 stages, strides 1-2-2-1: L/4 positions (8 for L=32, 14 for CUHK's 56)
-    assert trunk.shape == (2, round(2048 * width), length // 4)
+    assert trunk.shape == (2, length // 4, round(2048 * width))
     assert {k: v.shape for k, v in out.items()} == {k: (2, 2048) for k in ("feat", "act", "drop")}
 
 

@@ -124,9 +124,13 @@ def word_vectors(cfg: Config, vocab: Vocabulary):
     return matrix, {"source": cfg.word_vectors, **coverage}
 
 
-def cache_top_blocks(cfg: Config, recipe: str) -> int:
-    """How many top blocks' input maps the cache must hold (0: pooled features only)."""
-    return max([p.finetune for p in phases_of(cfg, recipe)] + [0])
+def cache_top_blocks(cfg: Config) -> int:
+    """How many top blocks' input maps the cache holds (0: pooled features only).
+
+    It depends on the config alone, not on the recipe or epoch counts, so every ablation arm of
+    one configuration shares one cache.
+    """
+    return max(cfg.finetune_blocks, 0)
 
 
 def prepare(cfg: Config, data_root=None, recipe: str = "paper", log=print,
@@ -143,7 +147,7 @@ def prepare(cfg: Config, data_root=None, recipe: str = "paper", log=print,
     matrix, coverage = word_vectors(cfg, vocab)
     backbone = build_backbone(cfg.backbone, None if cfg.backbone_weights == "none" else cfg.backbone_weights)
     backbone.eval()
-    top = cache_top_blocks(cfg, recipe)
+    top = cache_top_blocks(cfg)
     splits = {}
     for role, part in parts.items():
         ids = vocab.encode_all(part.captions)
@@ -191,7 +195,9 @@ def make_optimizer(cfg: Config, model: DualPathModel, lr: float) -> torch.optim.
             groups.append({"params": params, "name": name, "mult": mult[name],
                            "lr": lr * mult[name],
                            "weight_decay": cfg.weight_decay * (0.0 if name in decay else 1.0)})
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
+    # fused: one in-place kernel per tensor; the unfused update allocates fresh tensors the size of
+    # W_share every step, and fresh memory (page faults) dominates a CPU step (bench_train_step.py)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True, fused=True)
 
 
 def set_lr(opt: torch.optim.Optimizer, base: float, steps: list[int], epoch: int) -> float:
@@ -365,7 +371,7 @@ class Trainer:
                                           labels_img[shard]) if lam_rank
                           else torch.zeros((), device=self.device))
                 loss = lam_rank * l_rank + lam_img * l_img + lam_txt * l_txt
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=False)
             loss.backward()
             opt.step()
             with torch.no_grad():

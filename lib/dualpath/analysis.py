@@ -1,0 +1,342 @@
+"""Computations behind the book's data and evaluation notebooks (the notebooks only call and show).
+
+* data: :func:`split_table`, :func:`caption_lengths`, :func:`vocabulary_table`, :func:`shift_rows`;
+* retrieval: :func:`top_k`, :func:`retrieval_examples`, :func:`search_embeddings`;
+* the shared space: :func:`project_groups` (2-D PCA of a few image/text groups);
+* the paper's word-importance figure: :func:`word_importance` (remove one word at a time and
+  measure how much the image-caption similarity drops), :func:`well_matched_captions`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .data.corpus import Corpus
+from .data.text import Vocabulary, all_shifts, tokenize
+
+
+# ----------------------------------------------------------------------------- data
+def role_splits(cfg: Config) -> dict[str, str]:
+    """The split each role (train / val / test) uses under ``cfg`` (mini_* with subset='mini')."""
+    pre = "mini_" if cfg.subset == "mini" else ""
+    return {"train": pre + cfg.train_split, "val": pre + cfg.val_split, "test": pre + cfg.test_split}
+
+
+def split_table(corpus: Corpus, cfg: Config | None = None) -> pd.DataFrame:
+    """Images and captions per split; with ``cfg``, which role (train / val / test) each plays."""
+    roles = {v: k for k, v in role_splits(cfg).items()} if cfg is not None else {}
+    rows = []
+    for name, ids in corpus.splits.items():
+        n_caps = int(np.isin(corpus.caption_image, ids).sum())
+        rows.append({"split": name, "images": len(ids), "captions": n_caps,
+                     "captions per image": round(n_caps / max(len(ids), 1), 2),
+                     "used as": roles.get(name, "")})
+    return pd.DataFrame(rows).set_index("split")
+
+
+def caption_lengths(captions: Sequence[str], vocab: Vocabulary | None = None,
+                    lowercase: bool = True) -> pd.DataFrame:
+    """Per caption: its number of words and, with ``vocab``, of in-vocabulary words."""
+    rows = []
+    for c in captions:
+        words = tokenize(c, lowercase)
+        row = {"words": len(words)}
+        if vocab is not None:
+            row["in_vocab"] = sum(1 for w in words if w in vocab)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def vocabulary_table(vocab: Vocabulary, parts: dict[str, Corpus], length: int) -> pd.DataFrame:
+    """How the (train-only) vocabulary covers each split: OOV rate, mean length, truncation."""
+    rows = {}
+    for role, part in parts.items():
+        s = vocab.stats(part.captions, length)
+        rows[role] = {"captions": s["n_captions"], "tokens": s["n_tokens"],
+                      "OOV tokens (%)": 100 * s["oov_rate"],
+                      "mean words": s["mean_raw_length"], "mean in-vocab words": s["mean_length"],
+                      "longest (in-vocab)": s["max_length"],
+                      f"truncated at L={length} (%)": 100 * s["frac_truncated"],
+                      "captions with no known word": s["n_empty"]}
+    return pd.DataFrame(rows).T
+
+
+def shift_rows(vocab: Vocabulary, caption: str, length: int, n: int = 4) -> tuple[torch.Tensor, list[int]]:
+    """``n`` placements of a caption in the ``length`` slots (first, last and evenly in between).
+
+    Returns the id rows ``[n, length]`` (what the text CNN sees) and their start offsets.
+    """
+    ids = vocab.encode(caption)
+    rows = all_shifts(ids, length)
+    picks = sorted(set(np.linspace(0, rows.shape[0] - 1, num=min(n, rows.shape[0])).round().astype(int).tolist()))
+    return rows[picks], picks
+
+
+# ----------------------------------------------------------------------------- retrieval
+def top_k(queries: torch.Tensor, keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and indices of the ``k`` most similar keys per query (rows L2-normalised; cosine)."""
+    scores = queries @ keys.T
+    k = min(k, keys.shape[0])
+    # stable order for equal scores: the earlier key first (as dualpath.search does)
+    order = torch.argsort(-scores, dim=1, stable=True)[:, :k]
+    return torch.gather(scores, 1, order), order
+
+
+@dataclass
+class RetrievalExamples:
+    direction: str              # 'i2t' (image query -> captions) or 't2i' (caption -> images)
+    queries: list[int]          # query indices (image ids for i2t, caption ids for t2i)
+    results: list[list[int]]    # ranked result indices per query
+    scores: list[list[float]]
+    correct: list[list[bool]]
+    first_hit: list[int]        # 1-based rank of the first correct result among all candidates
+
+    def for_grid(self, corpus: Corpus) -> tuple[list, list, list]:
+        """``(queries, results, correct)`` as :func:`dualpath.plots.retrieval_grid` takes them."""
+        if self.direction == "i2t":
+            q = [corpus.image_path(i) for i in self.queries]
+            r = [[corpus.captions[c] for c in row] for row in self.results]
+        else:
+            q = [corpus.captions[c] for c in self.queries]
+            r = [[corpus.image_path(i) for i in row] for row in self.results]
+        return q, r, self.correct
+
+
+def retrieval_examples(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image, direction: str,
+                       queries: Sequence[int], k: int = 5) -> RetrievalExamples:
+    """Top-``k`` results of the given queries, with which of them are correct."""
+    cap_img = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
+    queries = [int(q) for q in queries]
+    if direction == "i2t":
+        q_emb, keys = img_emb[queries], txt_emb
+        positive = cap_img.unsqueeze(0) == torch.tensor(queries).unsqueeze(1)      # [q, n_cap]
+    elif direction == "t2i":
+        q_emb, keys = txt_emb[queries], img_emb
+        positive = torch.arange(img_emb.shape[0]).unsqueeze(0) == cap_img[queries].unsqueeze(1)
+    else:
+        raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
+    scores, order = top_k(q_emb, keys, k)
+    all_scores = q_emb @ keys.T
+    best_pos = torch.where(positive, all_scores, torch.tensor(-np.inf)).max(dim=1).values
+    # ties count against the query, as in dualpath.evaluate (a negative scoring as high as the
+    # best positive is ranked ahead of it)
+    first_hit = ((all_scores >= best_pos.unsqueeze(1)) & ~positive).sum(dim=1) + 1
+    correct = torch.gather(positive, 1, order)
+    return RetrievalExamples(direction, queries, order.tolist(), scores.tolist(), correct.tolist(),
+                             first_hit.tolist())
+
+
+def spread_queries(n_total: int, n: int, seed: int = 0) -> list[int]:
+    """``n`` distinct query indices drawn reproducibly from ``range(n_total)``."""
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(n_total, size=min(n, n_total), replace=False).tolist())
+
+
+def search_embeddings(encoder, query: str, img_emb: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
+    """Text query -> ``k`` (image index, cosine) over precomputed image embeddings."""
+    q = encoder.encode_text([query])
+    scores, order = top_k(q, img_emb, k)
+    return list(zip(order[0].tolist(), scores[0].tolist()))
+
+
+# ----------------------------------------------------------------------------- shared space
+def project_groups(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image,
+                   image_ids: Sequence[int]) -> tuple[np.ndarray, list[str], list[int]]:
+    """2-D PCA (``torch.pca_lowrank``) of the given images and all their captions.
+
+    Returns ``(points [n, 2], kinds, groups)`` for :func:`dualpath.plots.embedding_projection_plot`:
+    kind is ``image`` or ``text`` and group is the image id.
+    """
+    cap_img = np.asarray(caption_image)
+    rows, kinds, groups = [], [], []
+    for i in image_ids:
+        rows.append(img_emb[i])
+        kinds.append("image")
+        groups.append(int(i))
+        for c in np.flatnonzero(cap_img == i).tolist():
+            rows.append(txt_emb[c])
+            kinds.append("text")
+            groups.append(int(i))
+    x = torch.stack(rows).float()
+    mean = x.mean(dim=0, keepdim=True)
+    _, _, v = torch.pca_lowrank(x, q=2, center=True, niter=6)
+    return ((x - mean) @ v[:, :2]).numpy(), kinds, groups
+
+
+def group_distances(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image) -> dict[str, float]:
+    """Mean cosine of each caption to its own image and to the other images (the space's margin)."""
+    cap_img = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
+    sims = txt_emb @ img_emb.T
+    own = sims[torch.arange(len(cap_img)), cap_img]
+    mask = torch.ones_like(sims, dtype=torch.bool)
+    mask[torch.arange(len(cap_img)), cap_img] = False
+    return {"own_image": float(own.mean()), "other_images": float(sims[mask].mean())}
+
+
+# ----------------------------------------------------------------------------- word importance
+@dataclass
+class WordImportance:
+    caption: str
+    words: list[str]            # the caption's tokens, in order
+    in_vocab: list[bool]        # out-of-vocabulary words are dropped by the model: drop 0
+    base: float                 # cosine of the full caption with the image
+    scores: list[float]         # cosine with the word removed
+    drops: list[float]          # base - score: how much the match relies on the word
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"word": self.words, "in vocabulary": self.in_vocab,
+                             "similarity without it": self.scores, "drop": self.drops})
+
+    def top(self, n: int = 3) -> list[str]:
+        """The ``n`` words whose removal hurts most."""
+        order = np.argsort(-np.asarray(self.drops), kind="stable")[:n]
+        return [self.words[i] for i in order]
+
+
+def _image_vector(encoder, image) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        v = image.float().reshape(-1)
+        return F.normalize(v, dim=0)
+    return encoder.encode_image([image])[0]
+
+
+@torch.no_grad()
+def word_importance(encoder, image, caption: str) -> WordImportance:
+    """The paper's word-importance analysis (figure g; official ``find_attention_feature*.m``).
+
+    Remove one word of ``caption`` at a time, re-embed the shortened sentence and record how far
+    its cosine similarity to ``image`` falls. ``encoder`` has ``encode_text`` (and
+    ``encode_image`` unless ``image`` is already an embedding vector) and ``vocab`` (for the
+    tokenizer's case rule), e.g. :class:`dualpath.search.Encoder`.
+    """
+    vocab = encoder.vocab
+    words = tokenize(caption, vocab.lowercase)
+    if not words:
+        raise ValueError(f"caption {caption!r} has no words")
+    img = _image_vector(encoder, image)
+    variants = [caption] + [" ".join(words[:i] + words[i + 1:]) for i in range(len(words))]
+    emb = encoder.encode_text(variants)
+    sims = (emb @ img).tolist()
+    base, scores = sims[0], sims[1:]
+    return WordImportance(caption, words, [w in vocab for w in words], base, scores,
+                          [base - s for s in scores])
+
+
+def well_matched_captions(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image, n: int = 3,
+                          min_words: int = 6, captions: Sequence[str] | None = None) -> list[int]:
+    """``n`` caption ids, from distinct images, that retrieve their own image best.
+
+    Ordered by the rank of the own image among all test images (then by similarity), so the
+    word-importance figure explains matches the model actually gets right when it has any.
+    """
+    cap_img = torch.as_tensor(np.asarray(caption_image), dtype=torch.long)
+    sims = txt_emb @ img_emb.T
+    own = sims[torch.arange(len(cap_img)), cap_img]
+    rank = (sims > own.unsqueeze(1)).sum(dim=1)
+    order = sorted(range(len(cap_img)), key=lambda c: (int(rank[c]), -float(own[c])))
+    picked, seen = [], set()
+    for c in order:
+        if captions is not None and len(tokenize(captions[c])) < min_words:
+            continue
+        if int(cap_img[c]) in seen:
+            continue
+        picked.append(c)
+        seen.add(int(cap_img[c]))
+        if len(picked) == n:
+            break
+    return picked
+
+
+def metrics_frame(metrics: dict[str, dict[str, Any]], phases: Sequence[str] = ("stage1", "stage2"),
+                  labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Test metrics of the given phases (rows) from a run's ``metrics.json``."""
+    labels = labels or {"stage1": "Stage I", "stage2": "Stage II"}
+    cols = ["i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "i2t_map",
+            "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "t2i_map", "rsum", "best_epoch"]
+    rows = {labels.get(p, p): {c: metrics[p].get(c, np.nan) for c in cols} for p in phases if p in metrics}
+    return pd.DataFrame(rows).T
+
+
+def split_sizes(cfg: Config, data_root=None) -> dict[str, dict[str, int]]:
+    """Images, captions and classes of the train / val / test splits a config uses."""
+    from .data.registry import load_corpus
+
+    corpus = load_corpus(cfg.dataset, data_root)
+    out = {}
+    for role, name in role_splits(cfg).items():
+        part = corpus.select(name)
+        out[role] = {"images": part.n_images, "captions": part.n_captions, "classes": part.n_classes}
+    return out
+
+
+def log_summary(log: pd.DataFrame, phase: str) -> dict[str, float]:
+    """First / last values of a phase's losses and accuracies, and its best validation epoch."""
+    rows = log[log.phase == phase].reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"the log has no rows of phase {phase!r} (phases: {sorted(set(log.phase))})")
+    best = int(rows.val_rsum.idxmax())
+    out: dict[str, float] = {"epochs": len(rows), "best_epoch": int(rows.epoch[best]),
+                             "best_val_rsum": float(rows.val_rsum[best])}
+    for col in ("loss", "loss_rank", "loss_img", "loss_txt"):
+        out[f"{col}_first"], out[f"{col}_last"] = float(rows[col].iloc[0]), float(rows[col].iloc[-1])
+    for col in ("acc_img", "acc_txt"):
+        out[f"{col}_last"] = 100.0 * float(rows[col].iloc[-1])
+    out["seconds"] = float(rows.epoch_s.sum())
+    return out
+
+
+# ----------------------------------------------------------------------------- published numbers
+#: Dataset keys of dualpath.data -> the ``dataset`` column of book/tables/paper_*.csv.
+TABLE_DATASETS = {"flickr30k": "Flickr30k", "coco": "MSCOCO", "cuhk_pedes": "CUHK-PEDES"}
+
+#: Methods of published_flickr8k.csv -> their row in paper_competitors.csv (Flickr30k, 1k).
+#: The m-RNN rows use different CNNs (AlexNet on Flickr8k, VGG on Flickr30k).
+FLICKR8K_ON_FLICKR30K = {
+    "DeViSE (re-run by Karpathy et al. 2014)": "DeViSE",
+    "m-RNN": "m-RNN (VGG)",
+    "DVSA (BRNN)": "DVSA (RCNN)",
+    "m-CNN (ensemble)": "m-CNN (ens.)",
+    "Fisher vectors GMM+HGLMM": "GMM+HGLMM FV",
+}
+
+
+def reference_table(dataset: str, protocol: str = "1k") -> pd.DataFrame:
+    """Published rows for a dataset and protocol: Flickr8k's own table, else the paper's rows
+    (as ``Dual-path (paper)``) followed by its competitors."""
+    from .plots import load_reference_table
+
+    if dataset == "flickr8k":
+        return load_reference_table("published_flickr8k")
+    name = TABLE_DATASETS.get(dataset)
+    if name is None:
+        raise ValueError(f"no published numbers for dataset {dataset!r}")
+    paper = load_reference_table("paper_results")
+    paper = paper[(paper.dataset == name) & (paper.protocol == protocol)].copy()
+    paper.insert(0, "method", "Dual-path (paper)")
+    comp = load_reference_table("paper_competitors")
+    comp = comp[(comp.dataset == name) & (comp.protocol == protocol)].copy()
+    return pd.concat([paper, comp], ignore_index=True)
+
+
+def flickr8k_vs_flickr30k() -> pd.DataFrame:
+    """R-sum of the methods published on both Flickr8k and Flickr30k (1k test images each)."""
+    from .plots import load_reference_table
+
+    f8k = load_reference_table("published_flickr8k").set_index("method")
+    f30k = load_reference_table("paper_competitors")
+    f30k = f30k[(f30k.dataset == "Flickr30k") & (f30k.protocol == "1k")].set_index("method")
+    cols = [f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
+    rows = []
+    for m8, m30 in FLICKR8K_ON_FLICKR30K.items():
+        if m8 in f8k.index and m30 in f30k.index:
+            a, b = f8k.loc[m8, cols].astype(float), f30k.loc[m30, cols].astype(float)
+            if a.notna().all() and b.notna().all():
+                rows.append({"method": m8, "Flickr30k row": m30, "R-sum Flickr8k": round(a.sum(), 1),
+                             "R-sum Flickr30k": round(b.sum(), 1), "ratio": round(a.sum() / b.sum(), 3)})
+    return pd.DataFrame(rows).set_index("method")

@@ -1,0 +1,470 @@
+"""Execute the book's notebooks in order with papermill, skipping those whose inputs did not change.
+
+    python -m dualpath.pipeline                      # notebooks/NN_*.ipynb -> book/generated/NN_*.ipynb
+    python -m dualpath.pipeline --smoke              # the mini splits: every notebook in seconds
+    python -m dualpath.pipeline -p seed 1 -p preset cpu --runs /scratch/runs
+    python -m dualpath.pipeline --only 04_evaluation --force
+
+Steps: write the figures and tables the prose pages include (``plots.write_book_assets``), then
+execute each notebook into ``<out>/<name>.ipynb`` (written atomically, so a failed or interrupted
+run never replaces a good executed copy). A failed notebook stops the pipeline with a non-zero
+exit and a message naming it; its partly executed copy is kept as ``<out>/<name>.failed.ipynb``.
+
+Cache. A notebook is skipped when its key equals the one stored beside its output
+(``<out>/<name>.key.json``). The key hashes the notebook file, its parameters (and the Config and
+run directory they resolve to), the package sources ``lib/dualpath/**/*.py``, the reference tables
+``book/tables/*.csv`` and the run's ``metrics.json`` and ``config.json`` as they are now. After a
+successful pipeline every notebook is stamped with the run state it left behind, so a second
+``make book`` with nothing changed executes nothing.
+
+The notebooks share one set of parameters (:data:`NOTEBOOK_PARAMETERS`); :func:`notebook_config`
+turns them into a :class:`~dualpath.config.Config` and a run directory, inside the notebooks and
+here alike.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import Config, preset as make_preset
+from .errors import ConfigError, DualPathError
+from .io import atomic_path, write_json_atomic
+from .paths import REPO_ROOT, runs_root
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+DEFAULT_OUT = REPO_ROOT / "book" / "generated"
+KEY_SUFFIX = ".key.json"
+FAILED_SUFFIX = ".failed.ipynb"
+
+#: The parameters every notebook's ``parameters`` cell defines: name -> (default, help).
+NOTEBOOK_PARAMETERS: dict[str, tuple[Any, str]] = {
+    "dataset": ("flickr8k", "corpus name (dualpath.data.load_corpus): flickr8k, flickr30k, coco, cuhk_pedes"),
+    "data_root": (None, "folder holding the datasets; None: $DUALPATH_DATA, ./data or ../shared/data"),
+    "backbone": ("efficientnet_lite0", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
+    "preset": ("cpu", "config preset: cpu (2-core CPU budget) or paper (official recipe, GPU)"),
+    "stage1_epochs": (None, "Stage I epochs (instance loss only); None: the preset's"),
+    "stage2_epochs": (None, "Stage II epochs (ranking + instance loss); None: the preset's"),
+    "seed": (0, "random seed of the run"),
+    "device": ("auto", "auto, cpu or cuda[:n]"),
+    "run_dir": (None, "run directory (an existing run keeps its own config); None: runs/book/<preset>-<backbone>-seed<seed>"),
+    "smoke": (False, "True: preset smoke on the mini splits, so the notebook runs in seconds"),
+}
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- parameters
+def notebook_config(**params: Any) -> tuple[Config, Path]:
+    """The Config and run directory of a notebook's parameters (see :data:`NOTEBOOK_PARAMETERS`).
+
+    ``smoke=True`` replaces the preset by ``smoke`` (mini splits, tiny model). Epoch counts of
+    ``None`` keep the preset's. Without ``run_dir`` the run lives in
+    ``runs_root()/book/<preset>-<backbone>-seed<seed>``, with the dataset prefixed when it is
+    not Flickr8k and the epochs appended when they were overridden, so that runs of different
+    settings never share a directory. A relative ``run_dir`` is taken from the repository root.
+    A ``run_dir`` that already holds a run is shown with that run's own config (see
+    :func:`_existing_run_config`).
+    """
+    unknown = sorted(set(params) - set(NOTEBOOK_PARAMETERS))
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; the notebooks take "
+                          f"{sorted(NOTEBOOK_PARAMETERS)}")
+    p = {k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params
+    name = "smoke" if p["smoke"] else p["preset"]
+    overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
+                                     device=p["device"])
+    for key in ("stage1_epochs", "stage2_epochs"):
+        if p[key] is not None:
+            overrides[key] = p[key]
+    cfg = make_preset(name, **overrides)
+    explicit = p["run_dir"] is not None
+    if explicit:
+        run_dir = Path(p["run_dir"]).expanduser()
+        run_dir = run_dir if run_dir.is_absolute() else REPO_ROOT / run_dir
+    else:
+        stem = f"{name}-{cfg.backbone}-seed{cfg.seed}"
+        if cfg.dataset != "flickr8k":
+            stem = f"{cfg.dataset}-{stem}"
+        if p["stage1_epochs"] is not None or p["stage2_epochs"] is not None:
+            stem += f"-epochs{cfg.stage1_epochs}+{cfg.stage2_epochs}"
+        run_dir = runs_root() / "book" / stem
+    return _existing_run_config(cfg, run_dir, explicit), run_dir
+
+
+#: Config keys that change how a run executes, not what it computes.
+RUNTIME_KEYS = ("device", "progress", "num_threads")
+
+
+def _existing_run_config(cfg: Config, run_dir: Path, explicit: bool) -> Config:
+    """The config of a run directory that already holds a run.
+
+    An explicitly given ``run_dir`` is opened with its own stored config, so the notebooks can
+    show any finished run (e.g. one trained with ``python -m dualpath.train``) as it is. The
+    default run directory must hold a run of the parameters' config (runtime keys aside):
+    otherwise its stored results would be shown under settings they were not computed with.
+    """
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return cfg
+    values = json.loads(path.read_text())
+    recipe = values.pop("recipe", "paper")
+    if recipe != "paper":
+        raise ConfigError(f"{run_dir} holds a run of recipe {recipe!r}; the notebooks show the "
+                          f"paper recipe (Stage I then Stage II)")
+    stored = Config.from_dict(values, source=str(path))
+    if not explicit:
+        mine, theirs = cfg.to_dict(), stored.to_dict()
+        differ = sorted(k for k in mine if k not in RUNTIME_KEYS and mine[k] != theirs[k])
+        if differ:
+            raise ConfigError(f"{run_dir} holds a run with other settings (keys {differ} differ, "
+                              f"e.g. {differ[0]} = {theirs[differ[0]]!r} there, {mine[differ[0]]!r} "
+                              f"here): delete the folder to train anew, or pass run_dir to show "
+                              f"that run as it is")
+    return stored
+
+
+def settings_table(cfg: Config, run_dir: Path, keys: Sequence[str] = (
+        "dataset", "subset", "backbone", "text_width", "feature_dim", "word_vectors", "max_len",
+        "batch_size", "stage1_epochs", "stage2_epochs", "finetune_blocks", "seed")):
+    """A small table of the settings a notebook ran with (for display at its top)."""
+    import pandas as pd
+
+    d = cfg.to_dict()
+    rows = {k: str(d[k]) if d[k] != "" else "(full splits)" for k in keys}
+    try:
+        shown = run_dir.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        shown = Path("…") / run_dir.parent.name / run_dir.name
+    rows["run_dir"] = str(shown)
+    return pd.DataFrame({"value": rows}).rename_axis("setting")
+
+
+def run_note(cfg: Config) -> str:
+    """One Markdown paragraph on what kind of run a page shows (a smoke run measures nothing)."""
+    if cfg.subset == "mini":
+        return ("**Smoke run.** These outputs come from the `smoke` preset: the mini splits "
+                "(200 / 50 / 100 images), a tiny model and a few epochs. They show that the code "
+                "runs end to end; the numbers measure nothing. `make book` executes this page "
+                "with the full splits.")
+    return (f"**Run.** Preset settings on the full `{cfg.dataset}` splits, "
+            f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs, seed {cfg.seed}.")
+
+
+def plain(value: Any) -> Any:
+    """numpy / torch scalars -> Python numbers (myst-nb's ``{glue:text}`` parses ``repr``, and
+    ``np.float64(1.5)`` is not a literal); floats are rounded to 4 decimals."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def glue_values(**values: Any) -> None:
+    """``myst_nb.glue`` each value under its name, hidden, as plain Python numbers or text.
+
+    Markdown cells then show them with ``{glue:text}`name:.1f``` (same page) or
+    ``{glue:text}`path/to/notebook::name:.1f``` (another page).
+    """
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(key, plain(value), display=False)
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p key value`` value: a Python literal (1, 0.5, None, True, 'x') or, failing that, text."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# --------------------------------------------------------------------------- notebooks and keys
+def notebooks(folder: str | os.PathLike = NOTEBOOKS_DIR) -> list[Path]:
+    """The book's notebooks in reading order: ``NN_*.ipynb`` sorted by name."""
+    found = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb") if p.is_file())
+    if not found:
+        raise DualPathError(f"no notebooks NN_*.ipynb in {folder}")
+    return found
+
+
+def _digest_files(paths: Sequence[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def sources_digest() -> str:
+    """Hash of the package sources (``lib/dualpath/**/*.py``) and the reference tables."""
+    from .plots import TABLES_DIR
+
+    code = _digest_files([p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts],
+                         PACKAGE_DIR)
+    tables = _digest_files(list(TABLES_DIR.glob("*.csv")), TABLES_DIR) if TABLES_DIR.is_dir() else ""
+    return hashlib.sha256(f"{code}:{tables}".encode()).hexdigest()
+
+
+def run_state(run_dir: Path) -> dict[str, str | None]:
+    """The contents of the run's metrics.json and config.json (None where absent)."""
+    out: dict[str, str | None] = {}
+    for name in ("metrics.json", "config.json"):
+        path = Path(run_dir) / name
+        out[name] = path.read_text() if path.is_file() else None
+    return out
+
+
+def cache_key(notebook: Path, params: dict, sources: str | None = None) -> dict[str, str]:
+    """The parts of a notebook's cache key and their combined hash (``key``)."""
+    cfg, run_dir = notebook_config(**params)
+    parts = {
+        "notebook": hashlib.sha256(Path(notebook).read_bytes()).hexdigest(),
+        "parameters": json.dumps(params, sort_keys=True, default=str),
+        "config": cfg.digest(),
+        "run_dir": str(run_dir),
+        "sources": sources or sources_digest(),
+        "run_state": hashlib.sha256(json.dumps(run_state(run_dir), sort_keys=True).encode()).hexdigest(),
+    }
+    parts["key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return parts
+
+
+def _stored_key(out: Path, name: str) -> str | None:
+    path = out / f"{name}{KEY_SUFFIX}"
+    try:
+        return json.loads(path.read_text()).get("key")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _stamp(out: Path, name: str, key: dict, wall_s: float | None) -> None:
+    record = {**key, "stamped_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if wall_s is not None:
+        record["wall_s"] = round(wall_s, 1)
+    write_json_atomic(out / f"{name}{KEY_SUFFIX}", record)
+
+
+# --------------------------------------------------------------------------- execution
+class NotebookFailed(DualPathError):
+    """A notebook raised while papermill executed it."""
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str          # 'executed' | 'skipped'
+    wall_s: float
+    output: Path
+
+
+def check_parameters(notebook: Path, params: dict) -> None:
+    """Fail before any kernel starts if a parameter is not in the notebook's parameters cell."""
+    import papermill
+
+    known = set(papermill.inspect_notebook(str(notebook)))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
+                          f"{sorted(known)}")
+
+
+def _prepare_environment(runs: Path | None) -> None:
+    """What the kernels inherit: this package on the path, no progress bars, the runs root."""
+    lib = str(PACKAGE_DIR.parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if lib not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([lib, *paths])
+    os.environ["DUALPATH_PROGRESS"] = "0"
+    # tqdm.auto warns in a kernel without ipywidgets, even with every bar disabled
+    quiet = "ignore:IProgress not found"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), quiet) if w)
+    if runs is not None:
+        os.environ["DUALPATH_RUNS"] = str(Path(runs).expanduser().resolve())
+
+
+class _DropExtensionWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:   # the atomic temp file ends in .tmp
+        return "does not end in" not in record.getMessage()
+
+
+_EXTENSION_FILTER = _DropExtensionWarning()
+
+
+def execute(notebook: Path, output: Path, params: dict, *, log_output: bool = True) -> None:
+    """Run one notebook with papermill on this interpreter; the output is replaced atomically.
+
+    On failure the partly executed copy is kept as ``<output stem>.failed.ipynb`` and
+    :class:`NotebookFailed` names the notebook and the error.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from .sweep import _this_interpreter_kernel_manager
+
+    failed = output.with_name(output.stem + FAILED_SUFFIX)
+    logging.getLogger("papermill").addFilter(_EXTENSION_FILTER)   # a no-op when already there
+    warnings.filterwarnings("ignore", message=r"The specified file .* does not end in")
+    try:
+        with atomic_path(output) as tmp:
+            try:
+                papermill.execute_notebook(
+                    str(notebook), str(tmp), parameters=params, kernel_name="python3",
+                    cwd=str(notebook.parent), progress_bar=False, log_output=log_output,
+                    kernel_manager_class=_this_interpreter_kernel_manager())
+                _record_output_path(tmp, output)
+            except BaseException:
+                if tmp.is_file() and tmp.stat().st_size:
+                    shutil.copyfile(tmp, failed)
+                raise
+    except PapermillExecutionError as e:
+        raise NotebookFailed(f"notebook {notebook.name} failed in cell {e.exec_count}: {e.ename}: "
+                             f"{e.evalue} (executed copy with the traceback: {failed})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # kernel death, unreadable notebook, ...
+        raise NotebookFailed(f"notebook {notebook.name} could not be executed: "
+                             f"{type(e).__name__}: {e}") from e
+    failed.unlink(missing_ok=True)
+
+
+def _record_output_path(executed: Path, output: Path) -> None:
+    """papermill recorded the temporary file as the output; name the real one."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.setdefault("papermill", {})["output_path"] = str(output)
+    nbformat.write(nb, executed)
+
+
+def run_pipeline(out: str | os.PathLike = DEFAULT_OUT, params: dict | None = None, *,
+                 runs: str | os.PathLike | None = None, only: Sequence[str] | None = None,
+                 force: bool = False, notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
+                 log_output: bool = True, log: Log = print) -> list[Outcome]:
+    """Write the book assets, then execute (or skip) every notebook in order.
+
+    ``params`` go to every notebook; ``only`` restricts the run to the named notebooks
+    (stems such as ``04_evaluation`` or their ``NN`` prefix); ``force`` ignores the cache.
+    """
+    from . import plots
+
+    out = Path(out).expanduser().resolve()
+    params = dict(params or {})
+    _prepare_environment(Path(runs) if runs is not None else None)
+    notebook_config(**params)   # validate names and values before anything runs
+    selected = _select(notebooks(notebooks_dir), only)
+    for nb in selected:
+        check_parameters(nb, params)
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots.write_book_assets(out)
+    log(f"book assets written to {out}")
+
+    sources = sources_digest()
+    outcomes: list[Outcome] = []
+    done: list[str] = []
+    try:
+        for nb in selected:
+            name, output = nb.stem, out / f"{nb.stem}.ipynb"
+            key = cache_key(nb, params, sources)
+            if not force and output.is_file() and _stored_key(out, name) == key["key"]:
+                log(f"{name}: unchanged, skipped")
+                outcomes.append(Outcome(name, "skipped", 0.0, output))
+                done.append(name)
+                continue
+            log(f"{name}: executing ...")
+            t0 = time.perf_counter()
+            (out / f"{name}{KEY_SUFFIX}").unlink(missing_ok=True)
+            execute(nb, output, params, log_output=log_output)
+            wall = time.perf_counter() - t0
+            log(f"{name}: executed in {wall:.0f} s -> {output}")
+            outcomes.append(Outcome(name, "executed", wall, output))
+            done.append(name)
+    finally:
+        # every notebook that ran (or was skipped) is stamped with the run state it left behind
+        walls = {o.name: o.wall_s for o in outcomes if o.status == "executed"}
+        for nb in selected:
+            if nb.stem in done:
+                _stamp(out, nb.stem, cache_key(nb, params, sources), walls.get(nb.stem))
+    return outcomes
+
+
+def _select(found: list[Path], only: Sequence[str] | None) -> list[Path]:
+    if not only:
+        return found
+    wanted = [w.removesuffix(".ipynb") for w in only]
+    chosen = [nb for nb in found if nb.stem in wanted or nb.stem[:2] in wanted]
+    missing = [w for w in wanted if not any(nb.stem == w or nb.stem[:2] == w for nb in found)]
+    if missing:
+        raise ConfigError(f"--only names no notebook {missing}; notebooks: "
+                          f"{', '.join(nb.stem for nb in found)}")
+    return chosen
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dualpath.pipeline",
+                                 description="Execute notebooks/NN_*.ipynb in order with papermill "
+                                             "into the book's generated/ folder, skipping unchanged ones.")
+    ap.add_argument("--smoke", action="store_true", help="pass smoke=True: mini splits, seconds per notebook")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="folder for executed notebooks and book assets "
+                                                            "(default: book/generated)")
+    ap.add_argument("--runs", help="runs root for the default run_dir (default: $DUALPATH_RUNS or runs/)")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="a notebook parameter, e.g. -p seed 1 (values are Python literals or text)")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="execute only this notebook (stem or NN prefix); repeatable")
+    ap.add_argument("--force", action="store_true", help="execute even unchanged notebooks")
+    ap.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help="folder of the NN_*.ipynb sources "
+                                                                    "(default: notebooks/)")
+    ap.add_argument("--quiet", action="store_true", help="do not echo the notebooks' output")
+    args = ap.parse_args(argv)
+
+    params: dict[str, Any] = {}
+    for key, value in args.parameter:
+        params[key] = parse_value(value)
+    if args.smoke:
+        params["smoke"] = True
+    for key in ("run_dir", "data_root"):   # relative paths: from where the command was typed
+        if isinstance(params.get(key), str):
+            params[key] = str(Path(params[key]).expanduser().resolve())
+    if not args.quiet:
+        logging.basicConfig(level=logging.INFO, format="  | %(message)s", stream=sys.stdout)
+        logging.getLogger("papermill").setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    try:
+        outcomes = run_pipeline(args.out, params, runs=args.runs, only=args.only, force=args.force,
+                                notebooks_dir=args.notebooks, log_output=not args.quiet)
+    except NotebookFailed as e:
+        print(f"pipeline stopped: {e}", file=sys.stderr)
+        return 1
+    except DualPathError as e:
+        print(f"pipeline error: {e}", file=sys.stderr)
+        return 2
+    n_exec = sum(o.status == "executed" for o in outcomes)
+    print(f"pipeline done in {time.perf_counter() - t0:.0f} s: {n_exec} executed, "
+          f"{len(outcomes) - n_exec} skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""The book's notebooks and the pipeline that executes them (``dualpath.pipeline``).
+
+Fast checks read the stored notebooks. The end-to-end test (``slow``, a few minutes on two
+cores) runs the whole pipeline on the mini splits into a temporary copy of the book, builds it
+with ``jupyter-book build -W -n`` and inspects the HTML; it then reruns the pipeline, which must
+skip every notebook, and changes a parameter, which must re-execute.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from dualpath import pipeline
+from dualpath.errors import ConfigError
+from dualpath.paths import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+COLAB = "https://colab.research.google.com/github/dualpath-book/dualpath-book/blob/main/notebooks/{}.ipynb"
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_notebooks_exist_in_reading_order():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names == ["01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results"]
+    assert [p.stem for p in pipeline.notebooks()] == names
+
+
+# ------------------------------------------------------------------------------ (a) stored clean
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_without_outputs(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name} cell {i} has outputs"
+            assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+        assert "papermill" not in cell.metadata, f"{path.name} cell {i} was saved after papermill ran"
+    assert "papermill" not in nb.metadata
+
+
+# ------------------------------------------------------------------------- (b) parameters, header
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_parameters_cell_with_documented_parameters(path):
+    nb = _read(path)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    inspected = papermill.inspect_notebook(str(path))
+    assert set(inspected) == set(pipeline.NOTEBOOK_PARAMETERS)
+    for name, (default, _) in pipeline.NOTEBOOK_PARAMETERS.items():
+        param = inspected[name]
+        assert param["help"].strip(), f"{path.name}: parameter {name} has no help comment"
+        assert param["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
+        assert eval(param["default"]) == default, f"{path.name}: {name} defaults to {param['default']}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_badge_and_conditional_install(path):
+    nb = _read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert COLAB.format(path.stem) in first.source
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert "import dualpath" in install.source and "except ImportError" in install.source
+    assert "git+https://github.com/dualpath-book/dualpath-book" in install.source
+    # the shared parameters -> (Config, run_dir) logic lives in the package, not in the notebook
+    setup = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "notebook_config(" in setup and "preset(" not in setup.replace("named_preset(", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_prose_numbers_are_glued(path):
+    """No digits typed into the prose of the result notebooks, outside math, code and links."""
+    if path.stem in ("01_data", "02_stage1", "03_stage2"):   # method facts (λ, L) appear in prose there
+        return
+    for cell in _read(path).cells:
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(r"\{glue[^}]*\}`[^`]*`", "", cell.source)
+        text = re.sub(r"```.*?```|`[^`]*`|R@\d+|\$[^$]*\$|\([^)]*://[^)]*\)|\{doc\}`[^`]*`|^#.*$", "", text,
+                      flags=re.S | re.M)
+        assert not re.search(r"\d", text), f"{path.name}: a number typed in prose: {text!r}"
+
+
+# ----------------------------------------------------------------------------- pipeline units
+def test_notebook_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
+    cfg, run_dir = pipeline.notebook_config()
+    assert cfg.backbone == "efficientnet_lite0" and cfg.subset == ""
+    assert run_dir == tmp_path / "book" / "cpu-efficientnet_lite0-seed0"
+    cfg, run_dir = pipeline.notebook_config(smoke=True, seed=3)
+    assert cfg.subset == "mini" and cfg.seed == 3
+    assert run_dir.name == "smoke-efficientnet_lite0-seed3"
+    cfg, run_dir = pipeline.notebook_config(smoke=True, stage1_epochs=1, dataset="coco_mini")
+    assert cfg.stage1_epochs == 1 and run_dir.name == "coco_mini-smoke-efficientnet_lite0-seed0-epochs1+1"
+    _, run_dir = pipeline.notebook_config(run_dir="runs/x")
+    assert run_dir == REPO_ROOT / "runs" / "x"
+    with pytest.raises(ConfigError, match="unknown notebook parameter"):
+        pipeline.notebook_config(epochs=3)
+
+
+def test_an_existing_run_keeps_its_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
+    cfg, run_dir = pipeline.notebook_config(smoke=True)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **cfg.replace(device="cpu").to_dict()}))
+    again, _ = pipeline.notebook_config(smoke=True, device="cuda")
+    assert again.device == "cpu"          # runtime keys are taken from the run as it was
+    # the default run directory must hold a run of these very settings ...
+    stored = cfg.replace(lambda_txt=0.5)
+    (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **stored.to_dict()}))
+    with pytest.raises(ConfigError, match=r"other settings \(keys \['lambda_txt'\]"):
+        pipeline.notebook_config(smoke=True)
+    # ... while an explicit run_dir is shown as it is
+    opened, same = pipeline.notebook_config(run_dir=str(run_dir))
+    assert same == run_dir and opened == stored
+    (run_dir / "config.json").write_text(json.dumps({"recipe": "ranking", **stored.to_dict()}))
+    with pytest.raises(ConfigError, match="recipe 'ranking'"):
+        pipeline.notebook_config(run_dir=str(run_dir))
+
+
+def test_parse_value():
+    assert pipeline.parse_value("1") == 1 and pipeline.parse_value("0.5") == 0.5
+    assert pipeline.parse_value("None") is None and pipeline.parse_value("null") is None
+    assert pipeline.parse_value("true") is True and pipeline.parse_value("False") is False
+    assert pipeline.parse_value("resnet50") == "resnet50" and pipeline.parse_value("'x'") == "x"
+
+
+def test_cache_key_follows_its_inputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
+    nb = NOTEBOOKS[0]
+    base = pipeline.cache_key(nb, {"smoke": True})
+    assert pipeline.cache_key(nb, {"smoke": True})["key"] == base["key"]
+    assert pipeline.cache_key(nb, {"smoke": True, "seed": 1})["key"] != base["key"]
+    assert pipeline.cache_key(NOTEBOOKS[1], {"smoke": True})["key"] != base["key"]
+    _, run_dir = pipeline.notebook_config(smoke=True)
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    assert pipeline.cache_key(nb, {"smoke": True})["key"] != base["key"]
+
+
+def _env(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    lib = str(REPO_ROOT / "lib")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (lib, env.get("PYTHONPATH")) if p)
+    # two cores shared with whatever else runs: one torch thread per process avoids thrashing
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DUALPATH_PROGRESS="0")
+    return env
+
+
+def _pipeline(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "dualpath.pipeline", "--quiet", *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_failed_notebook_stops_the_pipeline(tmp_path):
+    src = tmp_path / "nbs"
+    src.mkdir()
+    cells = [nbformat.v4.new_code_cell("smoke = False  # mini splits"),
+             nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')")]
+    cells[0].metadata["tags"] = ["parameters"]
+    record = "import pathlib, sys\npathlib.Path('kernel_python.txt').write_text(sys.executable)"
+    ok = nbformat.v4.new_notebook(cells=[cells[0], nbformat.v4.new_code_cell(record)])
+    bad = nbformat.v4.new_notebook(cells=cells)
+    for nb in (ok, bad):
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(ok, src / "01_ok.ipynb")
+    nbformat.write(bad, src / "02_bad.ipynb")
+    nbformat.write(ok, src / "03_after.ipynb")
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "02_bad.ipynb").write_text("previous good copy")
+    proc = _pipeline(tmp_path, "--smoke", "--out", str(out), "--runs", str(tmp_path / "runs"),
+                     "--notebooks", str(src), timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "02_bad.ipynb failed" in proc.stderr and "deliberate failure" in proc.stderr
+    assert (out / "01_ok.ipynb").is_file() and (out / "01_ok.key.json").is_file()
+    assert (out / "02_bad.ipynb").read_text() == "previous good copy"   # atomic: not replaced
+    assert (out / "02_bad.failed.ipynb").is_file() and not (out / "02_bad.key.json").exists()
+    assert not (out / "03_after.ipynb").exists()                          # the pipeline stopped
+    assert not list(out.glob(".*.tmp"))
+    # the kernel is this interpreter, whatever kernelspecs are installed; cwd = the notebook's folder
+    assert (src / "kernel_python.txt").read_text() == sys.executable
+    assert nbformat.read(out / "01_ok.ipynb", 4).metadata["papermill"]["output_path"] == str(out / "01_ok.ipynb")
+
+
+# ---------------------------------------------------------------------------- (c), (d) end to end
+def _jupyter_book() -> list[str]:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book.cli.main"]
+
+
+def _toc_files(node) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k in ("file", "root") and isinstance(v, str)] + \
+            [f for k, v in node.items() if k not in ("file", "root") for f in _toc_files(v)]
+    if isinstance(node, list):
+        return [f for item in node for f in _toc_files(item)]
+    return []
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The smoke pipeline into a copy of the book, then the HTML build: (root, pipeline seconds)."""
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO_ROOT / name, root / name)
+    shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("generated"))
+    t0 = time.perf_counter()
+    proc = _pipeline(root, "--smoke", "--out", str(root / "book" / "generated"), "--runs", str(root / "runs"))
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "5 executed, 0 skipped" in proc.stdout, proc.stdout
+    build = subprocess.run([*_jupyter_book(), "build", str(root), "-W", "-n", "--keep-going"],
+                           cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
+    return root, wall
+
+
+@pytest.mark.slow
+def test_smoke_book_builds_every_page(smoke_book):
+    root, _ = smoke_book
+    html = root / "_build" / "html"
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    for entry in _toc_files(toc):
+        assert (html / f"{entry}.html").is_file(), f"no page for toc entry {entry}"
+    for name in ("01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results"):
+        nb = _read(root / "book" / "generated" / f"{name}.ipynb")
+        assert nb.metadata["papermill"]["parameters"] == {"smoke": True}
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                  if o.output_type == "error"]
+        assert not errors
+        assert list((root / "runs" / "book" / "smoke-efficientnet_lite0-seed0").glob("best_stage2.pt"))
+
+
+@pytest.mark.slow
+def test_smoke_book_images_and_glue_render(smoke_book):
+    root, _ = smoke_book
+    html = root / "_build" / "html"
+    n_images = 0
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        for src in re.findall(r"<img[^>]*\bsrc=\"([^\"]+)\"", text):
+            if src.startswith(("http://", "https://", "data:")):
+                continue
+            n_images += 1
+            assert (page.parent / src.split("#")[0].split("?")[0]).is_file(), f"{page}: missing image {src}"
+        assert "{glue" not in text, f"{page}: a glue role was not rendered"
+    assert n_images >= 15
+    # figures glued from the notebooks into the paper pages
+    for page, count in (("position_shift", 1), ("retrieval", 2), ("word_importance", 1)):
+        text = (html / "book" / "paper" / f"{page}.html").read_text()
+        assert len(re.findall(r"<img[^>]*\bsrc=\"[^\"]*_images/", text)) >= count, page
+    # numbers glued into prose: the results page shows the R-sum stored in metrics.json
+    metrics = json.loads((root / "runs" / "book" / "smoke-efficientnet_lite0-seed0" / "metrics.json").read_text())
+    results = (html / "book" / "generated" / "05_results.html").read_text()
+    assert f'pasted-text">{metrics["stage2"]["rsum"]:.1f}<' in results
+    tables = (html / "book" / "paper" / "tables.html").read_text()
+    assert "Dual-path, Stage I + II (ours)" in tables
+    assert (root / "runs" / "book" / "smoke-efficientnet_lite0-seed0" / "results_flickr8k.csv").is_file()
+    # no generic launch button pointing at book/generated/*.ipynb; the badge points at notebooks/
+    data = (html / "book" / "generated" / "01_data.html").read_text()
+    assert "blob/main/book/generated" not in data
+    assert COLAB.format("01_data") in data
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_cache(smoke_book, monkeypatch):
+    root, first_wall = smoke_book
+    out = root / "book" / "generated"
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("0*.ipynb")}
+    t0 = time.perf_counter()
+    proc = _pipeline(root, "--smoke", "--out", str(out), "--runs", str(root / "runs"))
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert "0 executed, 5 skipped" in proc.stdout, proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("0*.ipynb")} == stamps
+    assert wall < 120 and wall < first_wall, (wall, first_wall)
+
+    # a changed parameter changes every notebook's key; executing one of them proves it re-runs
+    params = {"smoke": True, "seed": 1}
+    env_runs = str(root / "runs")
+    monkeypatch.setenv("DUALPATH_RUNS", env_runs)
+    for nb in pipeline.notebooks():
+        stored = json.loads((out / f"{nb.stem}{pipeline.KEY_SUFFIX}").read_text())["key"]
+        assert pipeline.cache_key(nb, params)["key"] != stored, nb.stem
+    proc = _pipeline(root, "--smoke", "-p", "seed", "1", "--only", "01_data", "--out", str(out),
+                     "--runs", env_runs)
+    assert proc.returncode == 0, proc.stderr
+    assert "01_data: executing" in proc.stdout and "1 executed, 0 skipped" in proc.stdout, proc.stdout
+    assert _read(out / "01_data.ipynb").metadata["papermill"]["parameters"] == params
