@@ -274,13 +274,13 @@ class Trainer:
         if until is not None and until not in names:
             raise ConfigError(f"until={until!r} is not a phase of this recipe ({names})")
         stop = names.index(until) + 1 if until else len(self.phases)
+        start_phase, start_epoch, state = self._resume()   # refuses a run of another config
         done = self.run_dir / "metrics.json"
         if done.exists():
             metrics = json.loads(done.read_text())
             if all(n in metrics for n in names[:stop]):
                 return metrics
         self._write_config()
-        start_phase, start_epoch, state = self._resume()
         for pi in range(start_phase, stop):
             self._run_phase(pi, start_epoch if pi == start_phase else 0,
                             state if pi == start_phase else None)
