@@ -2,8 +2,8 @@
 # Each creates the environment on first use (scripts/venv.sh), then does its job.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-VENV = $(shell bash scripts/venv.sh)
-PY = $(VENV)/bin/python
+VENV := $(shell bash scripts/venv.sh --path)
+PY := $(VENV)/bin/python
 # glibc hands large tensors back to the OS after each step and page-faults them in again on the
 # next; keeping them in the heap makes a CPU training step markedly faster.
 export MALLOC_MMAP_THRESHOLD_ = 33554432
@@ -11,25 +11,25 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: book book-smoke test pipeline html sweep clean-book
+.PHONY: venv book book-smoke test pipeline html clean-book
+
+venv:                        ## create the environment (once per requirements.txt) and install this clone
+	@bash scripts/venv.sh > /dev/null
 
 book: pipeline html          ## run the notebooks on Flickr8k (CPU defaults) and build the HTML book
 
-pipeline:                    ## execute notebooks/ in order with papermill, keeping each executed copy
+pipeline: venv               ## execute notebooks/ in order with papermill, keeping each executed copy
 	$(PY) -m dualpath.pipeline
 
-html:                        ## compile the executed notebooks and book/ into _build/html
+html: venv                   ## compile the executed notebooks and book/ into _build/html
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-book-smoke:                  ## the same book from the mini split, in minutes
+book-smoke: venv             ## the same book from the mini split, in minutes
 	$(PY) -m dualpath.pipeline --smoke
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test:                        ## the test suite (CI runs this)
+test: venv                   ## the test suite (CI runs this)
 	$(PY) -m pytest -q -ra
-
-sweep:                       ## the ablation sweep (hours); finished runs are skipped
-	$(PY) -m dualpath.sweep ablations/full.yaml --jobs 2
 
 clean-book:
 	rm -rf _build

@@ -8,7 +8,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 key=$(sha256sum "$repo/requirements.txt" | cut -c1-12)
 root=${DUALPATH_VENV_ROOT:-$HOME/.cache/dualpath}
 venv="$root/venv-$key"
+if [ "${1:-}" = "--path" ]; then echo "$venv"; exit 0; fi
 py=$(command -v python3.11 || command -v python3)
+mkdir -p "$root"
+exec 9>"$root/.lock-$key"
+flock 9   # two clones setting up at once: the second waits for the first
 if [ ! -f "$venv/.complete" ]; then
   echo "creating $venv (about 3 minutes)" >&2
   rm -rf "$venv"
