@@ -105,8 +105,6 @@ class Features:
         src = self.maps if use_maps else self.pooled
         if src is None:
             raise DataError(f"{self.path}: cache holds no feature maps; rebuild it with top_blocks > 0")
-        if isinstance(view, int):
-            return src[view, index].float()
         return src[view, index].float()
 
 

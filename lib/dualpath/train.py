@@ -52,7 +52,7 @@ from .models.backbones import build_backbone
 from .models.dualpath import DualPathModel
 from .models.image import ImageHead
 from .models.text import TextCNN
-from .paths import cache_root, find_data_root, runs_root
+from .paths import cache_root, runs_root
 from .progress import progress
 
 RECIPES = {
