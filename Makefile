@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv book book-smoke test pipeline html clean-book
+.PHONY: venv book book-smoke test pipeline html clean-book ablations ablations-smoke
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -30,6 +30,13 @@ book-smoke: venv             ## the same book from the mini split, in minutes
 
 test: venv                   ## the test suite (CI runs this)
 	$(PY) -m pytest -q -ra
+
+ablations: venv             ## the ablation sweep (about an hour on 2 cores) -> book/tables/ablations.csv
+	$(PY) -m dualpath.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
+	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
+
+ablations-smoke: venv       ## the sweep machinery on the mini splits, in a minute
+	$(PY) -m dualpath.sweep grids/smoke.yaml --out runs/sweeps --jobs 2
 
 clean-book:
 	rm -rf _build

@@ -176,11 +176,27 @@ def _is(value, typ) -> bool:
     return isinstance(value, typ)
 
 
+# What the CPU presets change from the paper, and why (measured on the Flickr8k validation split;
+# book/differences.md has the numbers): a 2-core CPU affords about 1% of the paper's SGD steps,
+# and at the paper's settings nothing moves in that budget.
+#   text_blocks [1, 1, 1, 1]  the 3-4-6-1 text CNN reached val rsum 5.8 after 4 ranking epochs,
+#                             1-1-1-1 reached 41.6 (and is 2x faster per epoch)
+#   lr_mult_new / bn = 1      the new layers at the global rate (the paper: 0.1 / 0.2)
+#   negatives 'hardest', margin 0.2   VSE++'s in-batch hardest negative: as good as the paper's
+#                             mined one after 4 epochs (41.6 vs 34.9) at half the cost per epoch
+CPU_DEPARTURES = dict(text_blocks=[1, 1, 1, 1], lr_mult_new=1.0, lr_mult_bn=1.0, negatives="hardest",
+                      margin=0.2)
+
 PRESETS: dict[str, dict] = {
     # Fits the 30-minute budget on a 2-core CPU: EfficientNet-Lite0 features cached once
-    # (whole image + mirror image), a quarter-width text CNN, GloVe-50, a 1024-d embedding.
-    "cpu": dict(feature_dim=1024, train_views=2, stage1_epochs=15, stage2_epochs=5,
-                stage2_lr_steps=[4]),
+    # (whole image + mirror image), a quarter-width 1-1-1-1 text CNN, GloVe-50, a 1024-d
+    # embedding, the top EfficientNet block fine-tuned on cached maps in Stage II.
+    "cpu": dict(feature_dim=1024, train_views=2, stage1_epochs=3, stage2_epochs=24,
+                stage2_lr_steps=[18], finetune_blocks=1, **CPU_DEPARTURES),
+    # The ablation sweep's budget (grids/ablations.yaml): the cpu preset on a short schedule with
+    # the backbone frozen, so 16 arms x 3 seeds fit in about an hour on two cores.
+    "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,
+                     stage2_lr_steps=[], finetune_blocks=0, **CPU_DEPARTURES),
     # The official Flickr30k recipe (SPEC 1-3) for a GPU: ResNet-50, full text CNN,
     # 240 + 60 epochs, the whole backbone fine-tuned on images in stage II.
     "paper": dict(backbone="resnet50", text_width=1.0, word_vectors="glove50",
