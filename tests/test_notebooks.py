@@ -35,12 +35,15 @@ def _read(path: Path):
 
 def test_notebooks_exist_in_reading_order():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results"]
+    assert names == ["01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results", "06_ablations"]
     assert [p.stem for p in pipeline.notebooks()] == names
 
 
 # ------------------------------------------------------------------------------ (a) stored clean
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+ALL_NOTEBOOKS = sorted((REPO_ROOT / "notebooks").rglob("*.ipynb"))   # the sweep's arm notebook too
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.stem)
 def test_stored_without_outputs(path):
     nb = _read(path)
     nbformat.validate(nb)
@@ -141,15 +144,24 @@ def test_parse_value():
 
 def test_cache_key_follows_its_inputs(tmp_path, monkeypatch):
     monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
-    nb = NOTEBOOKS[0]
-    base = pipeline.cache_key(nb, {"smoke": True})
-    assert pipeline.cache_key(nb, {"smoke": True})["key"] == base["key"]
-    assert pipeline.cache_key(nb, {"smoke": True, "seed": 1})["key"] != base["key"]
-    assert pipeline.cache_key(NOTEBOOKS[1], {"smoke": True})["key"] != base["key"]
+    by_name = {nb.stem: nb for nb in NOTEBOOKS}
+    data, stage1, ablations = by_name["01_data"], by_name["02_stage1"], by_name["06_ablations"]
+    assert [pipeline.depends_on(nb) for nb in (data, stage1, ablations)] == ["data", "run", "tables"]
+    keys = {nb: pipeline.cache_key(nb, {"smoke": True})["key"] for nb in (data, stage1, ablations)}
+    assert pipeline.cache_key(stage1, {"smoke": True})["key"] == keys[stage1]
+    assert len(set(keys.values())) == 3
+    # the seed changes what every run notebook and the data page show, not the ablation tables
+    seed1 = {nb: pipeline.cache_key(nb, {"smoke": True, "seed": 1})["key"] for nb in keys}
+    assert seed1[data] != keys[data] and seed1[stage1] != keys[stage1] and seed1[ablations] == keys[ablations]
+    # a training parameter reruns the training pages only
+    longer = {nb: pipeline.cache_key(nb, {"smoke": True, "stage2_epochs": 3})["key"] for nb in keys}
+    assert longer[stage1] != keys[stage1] and longer[data] == keys[data] and longer[ablations] == keys[ablations]
+    # so does a change of the run on disk (a finished or deleted run)
     _, run_dir = pipeline.notebook_config(smoke=True)
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.json").write_text("{}")
-    assert pipeline.cache_key(nb, {"smoke": True})["key"] != base["key"]
+    assert pipeline.cache_key(stage1, {"smoke": True})["key"] != keys[stage1]
+    assert pipeline.cache_key(data, {"smoke": True})["key"] == keys[data]
 
 
 def _env(tmp_path: Path) -> dict:
@@ -224,7 +236,7 @@ def smoke_book(tmp_path_factory):
     proc = _pipeline(root, "--smoke", "--out", str(root / "book" / "generated"), "--runs", str(root / "runs"))
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "5 executed, 0 skipped" in proc.stdout, proc.stdout
+    assert "6 executed, 0 skipped" in proc.stdout, proc.stdout
     build = subprocess.run([*_jupyter_book(), "build", str(root), "-W", "-n", "--keep-going"],
                            cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
@@ -238,7 +250,7 @@ def test_smoke_book_builds_every_page(smoke_book):
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     for entry in _toc_files(toc):
         assert (html / f"{entry}.html").is_file(), f"no page for toc entry {entry}"
-    for name in ("01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results"):
+    for name in ("01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results", "06_ablations"):
         nb = _read(root / "book" / "generated" / f"{name}.ipynb")
         assert nb.metadata["papermill"]["parameters"] == {"smoke": True}
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
@@ -255,7 +267,8 @@ def test_smoke_book_images_and_glue_render(smoke_book):
     for page in html.rglob("*.html"):
         text = page.read_text()
         for src in re.findall(r"<img[^>]*\bsrc=\"([^\"]+)\"", text):
-            if src.startswith(("http://", "https://", "data:")):
+            assert not src.startswith(("http://", "https://", "//")), f"{page}: image needs the internet: {src}"
+            if src.startswith("data:"):
                 continue
             n_images += 1
             assert (page.parent / src.split("#")[0].split("?")[0]).is_file(), f"{page}: missing image {src}"
@@ -287,17 +300,19 @@ def test_smoke_pipeline_cache(smoke_book, monkeypatch):
     proc = _pipeline(root, "--smoke", "--out", str(out), "--runs", str(root / "runs"))
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr
-    assert "0 executed, 5 skipped" in proc.stdout, proc.stdout
+    assert "0 executed, 6 skipped" in proc.stdout, proc.stdout
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("0*.ipynb")} == stamps
     assert wall < 120 and wall < first_wall, (wall, first_wall)
 
-    # a changed parameter changes every notebook's key; executing one of them proves it re-runs
+    # a changed seed changes the key of every notebook that depends on it; executing one of them
+    # proves it re-runs
     params = {"smoke": True, "seed": 1}
     env_runs = str(root / "runs")
     monkeypatch.setenv("DUALPATH_RUNS", env_runs)
     for nb in pipeline.notebooks():
         stored = json.loads((out / f"{nb.stem}{pipeline.KEY_SUFFIX}").read_text())["key"]
-        assert pipeline.cache_key(nb, params)["key"] != stored, nb.stem
+        changed = pipeline.cache_key(nb, params)["key"] != stored
+        assert changed == (pipeline.depends_on(nb) != "tables"), nb.stem
     proc = _pipeline(root, "--smoke", "-p", "seed", "1", "--only", "01_data", "--out", str(out),
                      "--runs", env_runs)
     assert proc.returncode == 0, proc.stderr

@@ -177,10 +177,10 @@ def _is(value, typ) -> bool:
 
 
 # What the CPU presets change from the paper, and why (measured on the Flickr8k validation split;
-# book/differences.md has the numbers): a 2-core CPU affords about 1% of the paper's SGD steps,
+# book/differences.md has the numbers): a 2-core CPU affords under 2% of the paper's SGD steps,
 # and at the paper's settings nothing moves in that budget.
-#   text_blocks [1, 1, 1, 1]  the 3-4-6-1 text CNN reached val rsum 5.8 after 4 ranking epochs,
-#                             1-1-1-1 reached 41.6 (and is 2x faster per epoch)
+#   text_blocks [1, 1, 1, 1]  3 ranking epochs (hardest negatives, margin 0.2): the 3-4-6-1 text
+#                             CNN reached val rsum 6.5, 1-1-1-1 15.2 (and is 2x faster per epoch)
 #   lr_mult_new / bn = 1      the new layers at the global rate (the paper: 0.1 / 0.2)
 #   negatives 'hardest', margin 0.2   VSE++'s in-batch hardest negative: as good as the paper's
 #                             mined one after 4 epochs (41.6 vs 34.9) at half the cost per epoch

@@ -233,17 +233,47 @@ def run_state(run_dir: Path) -> dict[str, str | None]:
     return out
 
 
+#: What a notebook's output depends on, declared in its metadata as ``dualpath.depends_on``:
+#:   ``run``    (default) every parameter, the config, the run directory and the run's current state;
+#:   ``data``   only the parameters that choose the data and its presentation (:data:`DATA_PARAMETERS`),
+#:              so a changed training parameter (epochs, device, run_dir) does not rerun it;
+#:   ``tables`` no parameter at all: the committed tables (``book/tables/*.csv``) and the package.
+#: The package sources and the notebook itself are part of every key.
+DEPENDS_ON = ("run", "data", "tables")
+DATA_PARAMETERS = ("dataset", "data_root", "backbone", "preset", "smoke", "seed")
+
+
+def depends_on(notebook: Path) -> str:
+    """The notebook's declared dependency kind (see :data:`DEPENDS_ON`)."""
+    meta = json.loads(Path(notebook).read_text()).get("metadata", {}).get("dualpath", {})
+    kind = meta.get("depends_on", "run")
+    if kind not in DEPENDS_ON:
+        raise ConfigError(f"{Path(notebook).name}: metadata dualpath.depends_on = {kind!r}; "
+                          f"expected one of {DEPENDS_ON}")
+    return kind
+
+
 def cache_key(notebook: Path, params: dict, sources: str | None = None) -> dict[str, str]:
     """The parts of a notebook's cache key and their combined hash (``key``)."""
-    cfg, run_dir = notebook_config(**params)
+    kind = depends_on(notebook)
     parts = {
         "notebook": hashlib.sha256(Path(notebook).read_bytes()).hexdigest(),
-        "parameters": json.dumps(params, sort_keys=True, default=str),
-        "config": cfg.digest(),
-        "run_dir": str(run_dir),
+        "depends_on": kind,
         "sources": sources or sources_digest(),
-        "run_state": hashlib.sha256(json.dumps(run_state(run_dir), sort_keys=True).encode()).hexdigest(),
     }
+    if kind == "run":
+        cfg, run_dir = notebook_config(**params)
+        parts.update({
+            "parameters": json.dumps(params, sort_keys=True, default=str),
+            "config": cfg.digest(),
+            "run_dir": str(run_dir),
+            "run_state": hashlib.sha256(json.dumps(run_state(run_dir), sort_keys=True).encode()).hexdigest(),
+        })
+    elif kind == "data":
+        notebook_config(**params)   # the same validation as the others
+        chosen = {k: v for k, v in ({k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params).items()
+                  if k in DATA_PARAMETERS}
+        parts["parameters"] = json.dumps(chosen, sort_keys=True, default=str)
     parts["key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return parts
 

@@ -1,0 +1,178 @@
+"""Tables, plots and verdict sentences of the ablation chapter, from the sweep's results CSV.
+
+``make ablations`` runs ``grids/ablations.yaml`` and copies the runner's ``results.csv`` to
+``book/tables/ablations.csv`` (committed, with commit / command / machine columns); the book
+reads that file and never reruns the sweep. Each :class:`Family` is one page of the chapter:
+a set of arms, the paper's claim about them, and the comparison that tests the claim.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DataError
+from .paths import REPO_ROOT
+
+ABLATIONS_CSV = REPO_ROOT / "book" / "tables" / "ablations.csv"
+METRICS = ("rsum", "i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10")
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    title: str
+    arms: tuple[str, ...]          # shown in this order; labels below
+    labels: tuple[str, ...]
+    claim: str                     # what the paper says, in one clause
+    better: str                    # the arm the paper expects to win ...
+    worse: str                     # ... against this one
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("loss", "Losses: instance, ranking, both",
+           ("loss-paper", "loss-ranking", "loss-instance", "loss-joint"),
+           ("Stage I then II (paper)", "ranking only", "instance only (Stage I)", "both from the start"),
+           "learning with the instance loss first (Stage I) gives the ranking loss a better start "
+           "than the ranking loss alone", "loss-paper", "loss-ranking"),
+    Family("classifier", "Shared classifier W_share",
+           ("loss-paper", "classifier-separate"), ("shared W_share (paper)", "separate classifiers"),
+           "sharing the classifier between the branches ties the two modalities together",
+           "loss-paper", "classifier-separate"),
+    Family("wordvec", "Word-vector initialisation",
+           ("loss-paper", "wordvec-random"), ("GloVe-50 (paper: word2vec)", "random"),
+           "initialising the embedding layer with word vectors helps", "loss-paper", "wordvec-random"),
+    Family("shift", "Position shift",
+           ("loss-paper", "shift-off"), ("random offset in training (paper)", "always left-aligned"),
+           "the random position shift of the caption in training is a useful augmentation",
+           "loss-paper", "shift-off"),
+    Family("negatives", "Negatives of the ranking loss",
+           ("negatives-paper", "loss-paper", "negatives-sum"),
+           ("paper: mined hard negative", "VSE++ hardest in batch (cpu preset)", "sum of all (VSE0)"),
+           "one hard negative per anchor beats summing over every negative", "negatives-paper",
+           "negatives-sum"),
+    Family("finetune", "Fine-tuning the image CNN in Stage II",
+           ("loss-paper", "finetune-top1"), ("frozen", "top block trained"),
+           "fine-tuning the image CNN in Stage II improves retrieval", "finetune-top1", "loss-paper"),
+    Family("text_cnn", "Text CNN size",
+           ("text-narrow", "loss-paper", "text-wide", "text-deep"),
+           ("1-1-1-1, width 0.125", "1-1-1-1, width 0.25 (cpu preset)", "1-1-1-1, width 0.5",
+            "3-4-6-1 (paper depth), width 0.25"),
+           "the deep residual text CNN (the paper's 3-4-6-1 blocks) is what the method needs",
+           "text-deep", "loss-paper"),
+    Family("weights", "Stage II loss weights",
+           ("loss-paper", "weights-0-1-0.1", "weights-2-1-0.5", "weights-1-1-1"),
+           ("2 : 1 : 0.1 (Flickr30k / COCO scripts)", "0 : 1 : 0.1 (no ranking loss)",
+            "2 : 1 : 0.5 (another script)", "1 : 1 : 1 (the author, later)"),
+           "Stage II needs the ranking loss on top of the instance losses", "loss-paper",
+           "weights-0-1-0.1"),
+)
+FAMILY = {f.key: f for f in FAMILIES}
+
+
+def load(path: str | Path = ABLATIONS_CSV) -> pd.DataFrame:
+    """The finished runs of the sweep (one row per arm and seed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found: run `make ablations` to produce it (about an hour on "
+                        f"two cores)")
+    table = pd.read_csv(path)
+    missing = {"arm", "seed", "status", *METRICS} - set(table.columns)
+    if missing:
+        raise DataError(f"{path} lacks the columns {sorted(missing)}; is it a sweep results.csv?")
+    return table[table["status"] == "done"].reset_index(drop=True)
+
+
+def _runs(table: pd.DataFrame, family: Family) -> pd.DataFrame:
+    runs = table[table["arm"].isin(family.arms)].copy()
+    absent = [a for a in family.arms if a not in set(runs["arm"])]
+    if absent:
+        raise DataError(f"the ablation results hold no finished run of {absent} "
+                        f"(family {family.key!r}); rerun `make ablations`")
+    label = dict(zip(family.arms, family.labels))
+    runs["setting"] = pd.Categorical(runs["arm"].map(label), categories=list(family.labels), ordered=True)
+    return runs
+
+
+def family_table(table: pd.DataFrame, key: str, metrics=METRICS) -> pd.DataFrame:
+    """Per arm: 'mean ± std' of each metric over seeds, the seed count, and R-sum of each seed."""
+    family = FAMILY[key]
+    runs = _runs(table, family)
+    grouped = runs.groupby("setting", observed=True)
+    out = pd.DataFrame(index=grouped.size().index)
+    for m in metrics:
+        mean, std = grouped[m].mean(), grouped[m].std(ddof=1)
+        out[m] = [f"{a:.1f} ± {b:.1f}" for a, b in zip(mean, std.fillna(0.0))]
+    out["seeds"] = grouped.size()
+    per_seed = runs.pivot_table(index="setting", columns="seed", values="rsum", observed=True)
+    for seed in per_seed.columns:
+        out[f"rsum seed {seed}"] = per_seed[seed].round(1)
+    return out
+
+
+def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFrame:
+    """Test-time offset policies on the same checkpoints: R-sum mean ± std over seeds."""
+    runs = table[table["arm"] == arm]
+    cols = {"all": "rsum_shift_all", "left": "rsum_shift_left", "center": "rsum_shift_center"}
+    rows = {}
+    for policy, col in cols.items():
+        if col not in runs.columns:
+            raise DataError(f"the ablation results have no column {col}")
+        rows[policy] = {"rsum": f"{runs[col].mean():.1f} ± {runs[col].std(ddof=1):.1f}",
+                        "seeds": int(runs[col].notna().sum())}
+    return pd.DataFrame(rows).T.rename_axis("test-time offsets")
+
+
+def family_plot(table: pd.DataFrame, key: str, metric: str = "rsum"):
+    """Seaborn: the mean of ``metric`` per arm (bar) with every seed as a point."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    family = FAMILY[key]
+    runs = _runs(table, family)
+    fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(family.arms) + 1.2))
+    sns.barplot(data=runs, y="setting", x=metric, errorbar=None, color="#c6dbef", ax=ax)
+    sns.stripplot(data=runs, y="setting", x=metric, hue="seed", palette="dark", size=7, jitter=0.15,
+                  ax=ax)
+    ax.set_ylabel("")
+    ax.set_xlabel(f"test {metric.replace('rsum', 'R-sum')} (Flickr8k 1K test; bar = mean, points = seeds)")
+    ax.legend(title="seed", loc="lower right", fontsize=8)
+    ax.set_title(family.title)
+    fig.tight_layout()
+    return fig
+
+
+def verdict(table: pd.DataFrame, key: str, metric: str = "rsum") -> str:
+    """One sentence: the measured effect of the family's claim and whether it agrees with the paper.
+
+    A difference counts only when it exceeds the larger seed standard deviation of the two arms;
+    otherwise the sentence says the seeds cannot tell them apart.
+    """
+    family = FAMILY[key]
+    runs = _runs(table, family)
+    stats = runs.groupby("arm")[metric].agg(["mean", "std", "count"])
+    label = dict(zip(family.arms, family.labels))
+    b, w = stats.loc[family.better], stats.loc[family.worse]
+    diff = b["mean"] - w["mean"]
+    spread = max(b["std"], w["std"])
+    if diff > spread:
+        outcome = "agrees with the paper"
+    elif diff < -spread:
+        outcome = "contradicts the paper on this budget"
+    else:
+        outcome = "cannot confirm or refute the paper: the difference is within the seed spread"
+    return (f"The paper claims that {family.claim}. Measured ({int(min(b['count'], w['count']))} seeds): "
+            f"{label[family.better]} reaches R-sum {b['mean']:.1f} ± {b['std']:.1f}, "
+            f"{label[family.worse]} {w['mean']:.1f} ± {w['std']:.1f}, a difference of {diff:+.1f}; "
+            f"this {outcome}.")
+
+
+def provenance(table: pd.DataFrame) -> dict[str, str]:
+    """Commit(s), command and machine the results came from, and the count of runs."""
+    def one(col: str) -> str:
+        values = sorted({str(v) for v in table[col].dropna()}) if col in table.columns else []
+        return ", ".join(values) if values else "unknown"
+    return {"commit": one("commit"), "command": one("command"), "machine": one("machine"),
+            "runs": str(len(table)), "arms": str(table["arm"].nunique()),
+            "seeds": ", ".join(str(s) for s in sorted(table["seed"].unique()))}

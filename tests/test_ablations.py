@@ -1,0 +1,131 @@
+"""The ablation grids, the arm notebook (smoke grid end to end, killed and resumed), and the
+chapter's tables and verdicts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dualpath import ablation_report as ar
+from dualpath.ablation import arm_config
+from dualpath.errors import ConfigError, DataError
+from dualpath.sweep import DONE, load_grid
+from dualpath.train import RECIPES
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = ROOT / "grids"
+
+
+@pytest.mark.parametrize("name", ["ablations", "smoke"])
+def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
+    grid = load_grid(GRIDS / f"{name}.yaml")
+    assert grid.arms and all(a.notebook == ROOT / "notebooks" / "sweeps" / "train_arm.ipynb" for a in grid.arms)
+    for arm in grid.arms:
+        p = arm.params
+        assert p.get("recipe", "paper") in RECIPES, arm.name
+        cfg = arm_config(p.get("preset", "ablation"), p.get("overrides"), smoke=p.get("smoke", False))
+        assert cfg.seed == 0
+    if name == "ablations":
+        assert len(grid.seeds) >= 3
+
+
+def test_the_chapter_covers_exactly_the_arms_of_the_grid():
+    grid_arms = {a.name for a in load_grid(GRIDS / "ablations.yaml").arms}
+    chapter_arms = {arm for fam in ar.FAMILIES for arm in fam.arms}
+    assert chapter_arms == grid_arms
+    for fam in ar.FAMILIES:
+        assert len(fam.arms) == len(fam.labels) and {fam.better, fam.worse} <= set(fam.arms)
+        assert (ROOT / "book" / "ablations" / f"{fam.key}.md").is_file()
+
+
+def test_arm_overrides_cannot_smuggle_the_seed():
+    with pytest.raises(ConfigError, match="seed"):
+        arm_config("ablation", {"seed": 3})
+    with pytest.raises(ConfigError, match="unknown key"):
+        arm_config("ablation", {"negatives_mode": "sum"})
+
+
+def _table(rows):
+    base = {"status": "done", "i2t_r1": 1.0, "i2t_r10": 2.0, "t2i_r1": 3.0, "t2i_r10": 4.0}
+    return pd.DataFrame([{**base, "arm": a, "seed": s, "rsum": r} for a, s, r in rows])
+
+
+def test_family_table_and_verdict_are_computed_from_the_seeds():
+    t = _table([("negatives-paper", 0, 10.0), ("negatives-paper", 1, 12.0), ("negatives-paper", 2, 14.0),
+                ("loss-paper", 0, 1.0), ("loss-paper", 1, 1.0), ("loss-paper", 2, 1.0),
+                ("negatives-sum", 0, 4.0), ("negatives-sum", 1, 5.0), ("negatives-sum", 2, 6.0)])
+    table = ar.family_table(t, "negatives")
+    assert list(table.index) == list(ar.FAMILY["negatives"].labels)
+    assert table.iloc[0]["rsum"] == "12.0 ± 2.0" and table.iloc[2]["rsum"] == "5.0 ± 1.0"
+    assert table.iloc[0]["rsum seed 1"] == 12.0 and table["seeds"].tolist() == [3, 3, 3]
+    sentence = ar.verdict(t, "negatives")   # 12 - 5 = 7 > max std 2: agrees
+    assert "+7.0" in sentence and "agrees with the paper" in sentence
+    t.loc[t["arm"] == "negatives-sum", "rsum"] += 8.0      # 12 vs 13: inside the spread
+    assert "within the seed spread" in ar.verdict(t, "negatives")
+    t.loc[t["arm"] == "negatives-sum", "rsum"] += 10.0     # 12 vs 23: the other way
+    assert "contradicts the paper" in ar.verdict(t, "negatives")
+
+
+def test_report_errors_name_what_is_missing(tmp_path):
+    with pytest.raises(DataError, match="make ablations"):
+        ar.load(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match="loss-joint"):
+        ar.family_table(_table([("loss-paper", 0, 1.0), ("loss-ranking", 0, 1.0), ("loss-instance", 0, 1.0)]),
+                        "loss")
+
+
+def test_the_committed_results_come_from_the_runner_with_three_seeds_per_arm():
+    path = ar.ABLATIONS_CSV
+    if not path.is_file():
+        pytest.skip("book/tables/ablations.csv not produced yet (make ablations)")
+    raw = pd.read_csv(path)
+    assert (raw["status"] == "done").all(), raw.loc[raw["status"] != "done", ["arm", "seed", "error"]]
+    grid = load_grid(GRIDS / "ablations.yaml")
+    counts = raw.groupby("arm")["seed"].nunique()
+    for arm in grid.arms:
+        assert counts.get(arm.name, 0) >= 3, arm.name
+    assert raw["command"].str.contains("grids/ablations.yaml").all()
+    assert raw["commit"].notna().all() and not raw["commit"].str.endswith("-dirty").any()
+
+
+def test_smoke_grid_killed_mid_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    """The real arm notebook on the mini splits, from an empty feature cache (extraction and
+    Stage II fine-tuning in one process), killed after its first finished run."""
+    out = tmp_path / "out"
+    env = dict(os.environ, DUALPATH_CACHE=str(tmp_path / "cache"), DUALPATH_RUNS=str(tmp_path / "runs"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])))
+    cli = [sys.executable, "-m", "dualpath.sweep", str(GRIDS / "smoke.yaml"), "--out", str(out), "--jobs", "1"]
+    grid_dir = out / "smoke"
+    first = subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(grid_dir.glob(f"*/seed*/{DONE}")):
+            assert first.poll() is None, "the sweep ended before its first run finished"
+            assert time.monotonic() < deadline, "no run finished in 5 minutes"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    finished = {p.parent: p.stat().st_mtime_ns for p in grid_dir.glob(f"*/seed*/{DONE}")}
+    second = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for run in finished:
+        assert f"{run.parent.name} {run.name}: skipped (done earlier)" in second.stdout
+        assert (run / DONE).stat().st_mtime_ns == finished[run]
+    results = pd.read_csv(grid_dir / "results.csv")
+    assert len(results) == 4 and (results["status"] == "done").all()
+    assert results["rsum"].between(0, 600).all() and results["rsum_shift_left"].notna().all()
+    for run in grid_dir.glob("*/seed*"):
+        metrics = json.loads((run / "arm_metrics.json").read_text())
+        assert metrics["rsum"] == pytest.approx(results.set_index(["arm", "seed"]).loc[
+            (run.parent.name, int(run.name[4:])), "rsum"])
+    assert not list(out.rglob("*.tmp"))
