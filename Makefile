@@ -18,8 +18,11 @@ venv:                        ## create the environment (once per requirements.tx
 
 book: pipeline html          ## run the notebooks on Flickr8k (CPU defaults) and build the HTML book
 
+# e.g. make book PARAMS="-p stage2_epochs 10": only the notebooks that depend on it rerun
+PARAMS ?=
+
 pipeline: venv               ## execute notebooks/ in order with papermill, keeping each executed copy
-	$(PY) -m dualpath.pipeline
+	$(PY) -m dualpath.pipeline $(PARAMS)
 
 html: venv                   ## compile the executed notebooks and book/ into _build/html
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going

@@ -191,8 +191,8 @@ PRESETS: dict[str, dict] = {
     # Fits the 30-minute budget on a 2-core CPU: EfficientNet-Lite0 features cached once
     # (whole image + mirror image), a quarter-width 1-1-1-1 text CNN, GloVe-50, a 1024-d
     # embedding, the top EfficientNet block fine-tuned on cached maps in Stage II.
-    "cpu": dict(feature_dim=1024, train_views=2, stage1_epochs=3, stage2_epochs=24,
-                stage2_lr_steps=[18], finetune_blocks=1, **CPU_DEPARTURES),
+    "cpu": dict(feature_dim=1024, train_views=2, stage1_epochs=3, stage2_epochs=15,
+                stage2_lr_steps=[12], finetune_blocks=1, **CPU_DEPARTURES),
     # The ablation sweep's budget (grids/ablations.yaml): the cpu preset on a short schedule with
     # the backbone frozen, so 16 arms x 3 seeds fit in about an hour on two cores.
     "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,
