@@ -129,3 +129,15 @@ def test_smoke_grid_killed_mid_sweep_resumes_without_redoing_finished_runs(tmp_p
         assert metrics["rsum"] == pytest.approx(results.set_index(["arm", "seed"]).loc[
             (run.parent.name, int(run.name[4:])), "rsum"])
     assert not list(out.rglob("*.tmp"))
+
+
+def test_phase_table_compares_the_losses_after_equal_epochs():
+    rows = [(a, s, 10.0 + s) for a in ar.FAMILY["loss"].arms for s in range(3)]
+    t = _table(rows)
+    t["stage1.rsum"] = t["rsum"] - 4.0
+    t["stage2.rsum"] = t["rsum"]
+    t.loc[t["arm"] == "loss-instance", "stage2.rsum"] = float("nan")   # Stage I alone
+    phases = ar.phase_table(t, "loss")
+    assert phases.loc["ranking only", "after phase 1"] == "7.0 ± 1.0"
+    assert phases.loc["ranking only", "after phase 2"] == "11.0 ± 1.0"
+    assert phases.loc["instance only (Stage I)", "after phase 2"] == "–"

@@ -111,6 +111,26 @@ def family_table(table: pd.DataFrame, key: str, metrics=METRICS) -> pd.DataFrame
     return out
 
 
+def phase_table(table: pd.DataFrame, key: str = "loss", metric: str = "rsum") -> pd.DataFrame:
+    """Test ``metric`` after each phase of each arm (mean ± std over seeds).
+
+    The sweep tests the best checkpoint of every phase, so the arms of the loss family can be
+    compared after the same number of epochs: the paper's Stage I against the ranking loss's
+    first phase, and Stage II against the ranking loss's second.
+    """
+    family = FAMILY[key]
+    runs = _runs(table, family)
+    out = {}
+    for name, col in (("after phase 1", f"stage1.{metric}"), ("after phase 2", f"stage2.{metric}")):
+        if col not in runs.columns:
+            raise DataError(f"the ablation results have no column {col}")
+        stats = runs.groupby("setting", observed=True)[col].agg(["mean", "std", "count"])
+        out[name] = [f"{m:.1f} ± {sd:.1f}" if n else "–"
+                     for m, sd, n in zip(stats["mean"], stats["std"].fillna(0.0), stats["count"])]
+        index = stats.index
+    return pd.DataFrame(out, index=index)
+
+
 def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFrame:
     """Test-time offset policies on the same checkpoints: R-sum mean ± std over seeds."""
     runs = table[table["arm"] == arm]
