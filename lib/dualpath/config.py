@@ -197,7 +197,7 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(feature_dim=1024, train_views=2, stage1_epochs=3, stage2_epochs=15,
                 stage2_lr_steps=[12], finetune_blocks=1, **{**CPU_DEPARTURES, "negatives": "sum"}),
     # The ablation sweep's budget (grids/ablations.yaml): the cpu preset on a short schedule with
-    # the backbone frozen, so 16 arms x 3 seeds fit in about an hour on two cores.
+    # the backbone frozen, so 16 arms x 3 seeds fit in about two hours on two cores.
     "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,
                      stage2_lr_steps=[], finetune_blocks=0, **CPU_DEPARTURES),
     # The official Flickr30k recipe (SPEC 1-3) for a GPU: ResNet-50, full text CNN,
