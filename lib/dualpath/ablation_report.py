@@ -75,7 +75,7 @@ def load(path: str | Path = ABLATIONS_CSV) -> pd.DataFrame:
     """The finished runs of the sweep (one row per arm and seed)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} not found: run `make ablations` to produce it (about an hour on "
+        raise DataError(f"{path} not found: run `make ablations` to produce it (about two hours on "
                         f"two cores)")
     table = pd.read_csv(path)
     missing = {"arm", "seed", "status", *METRICS} - set(table.columns)
