@@ -34,7 +34,7 @@ book-smoke: venv             ## the same book from the mini split, in minutes
 test: venv                   ## the test suite (CI runs this)
 	$(PY) -m pytest -q -ra
 
-ablations: venv             ## the ablation sweep (about two hours on 2 cores (measured: 46 runs in ~115 min)) -> book/tables/ablations.csv
+ablations: venv             ## the ablation sweep (about two hours on 2 cores (measured: 46 runs in about 2 h of wall time)) -> book/tables/ablations.csv
 	$(PY) -m dualpath.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
 
