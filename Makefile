@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv book book-smoke test pipeline html clean-book ablations ablations-smoke
+.PHONY: venv book book-smoke test pipeline html check-html clean-book ablations ablations-smoke
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -25,13 +25,20 @@ pipeline: venv               ## execute notebooks/ in order with papermill, keep
 	$(PY) -m dualpath.pipeline $(PARAMS)
 
 html: venv                   ## compile the executed notebooks and book/ into _build/html
+	$(PY) -m dualpath.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+check-html: venv             ## open every page of _build/html in headless Chromium: figures shown, nothing fetched
+	@bash scripts/browser.sh
+	$(PY) -m dualpath.htmlcheck _build/html --toc _toc.yml
 
 book-smoke: venv             ## the same book from the mini split, in minutes
 	$(PY) -m dualpath.pipeline --smoke
+	$(PY) -m dualpath.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test: venv                   ## the test suite (CI runs this)
+	@bash scripts/browser.sh
 	$(PY) -m pytest -q -ra
 
 ablations: venv             ## the ablation sweep (about two hours on 2 cores (measured: 46 runs in about 2 h of wall time)) -> book/tables/ablations.csv

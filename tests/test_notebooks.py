@@ -21,9 +21,11 @@ import papermill
 import pytest
 import yaml
 
-from dualpath import pipeline
+from dualpath import htmlcheck, mathjax, pipeline
 from dualpath.errors import ConfigError
 from dualpath.paths import REPO_ROOT
+
+from test_htmlcheck import needs_browser
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 COLAB = "https://colab.research.google.com/github/dualpath-book/dualpath-book/blob/main/notebooks/{}.ipynb"
@@ -216,15 +218,6 @@ def _jupyter_book() -> list[str]:
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book.cli.main"]
 
 
-def _toc_files(node) -> list[str]:
-    if isinstance(node, dict):
-        return [v for k, v in node.items() if k in ("file", "root") and isinstance(v, str)] + \
-            [f for k, v in node.items() if k not in ("file", "root") for f in _toc_files(v)]
-    if isinstance(node, list):
-        return [f for item in node for f in _toc_files(item)]
-    return []
-
-
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     """The smoke pipeline into a copy of the book, then the HTML build: (root, pipeline seconds)."""
@@ -237,6 +230,7 @@ def smoke_book(tmp_path_factory):
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "6 executed, 0 skipped" in proc.stdout, proc.stdout
+    mathjax.vendor(root)      # what `make html` does before it builds
     build = subprocess.run([*_jupyter_book(), "build", str(root), "-W", "-n", "--keep-going"],
                            cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
@@ -248,7 +242,7 @@ def test_smoke_book_builds_every_page(smoke_book):
     root, _ = smoke_book
     html = root / "_build" / "html"
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    for entry in _toc_files(toc):
+    for entry in htmlcheck.toc_entries(toc):
         assert (html / f"{entry}.html").is_file(), f"no page for toc entry {entry}"
     for name in ("01_data", "02_stage1", "03_stage2", "04_evaluation", "05_results", "06_ablations"):
         nb = _read(root / "book" / "generated" / f"{name}.ipynb")
@@ -289,6 +283,20 @@ def test_smoke_book_images_and_glue_render(smoke_book):
     data = (html / "book" / "generated" / "01_data.html").read_text()
     assert "blob/main/book/generated" not in data
     assert COLAB.format("01_data") in data
+
+
+@pytest.mark.slow
+@needs_browser
+def test_smoke_book_in_headless_chromium(smoke_book, tmp_path):
+    """Every page of the toc in Chromium, offline: each figure decodes, each equation typesets."""
+    root, _ = smoke_book
+    reports = htmlcheck.check_pages(root / "_build" / "html", htmlcheck.toc_pages(root / "_toc.yml"))
+    problems = [r.describe() for r in reports if not r.ok]
+    assert not problems, "\n".join(problems)
+    seen = {r.page: r for r in reports}
+    assert sum(r.images for r in reports) >= 15
+    assert seen["book/method.html"].equations >= 3
+    assert seen["book/paper/retrieval.html"].images >= 2
 
 
 @pytest.mark.slow

@@ -1,0 +1,262 @@
+"""Open the built book in headless Chromium and check that every figure shows, offline.
+
+A static check of ``<img src>`` misses what only a browser sees: a PNG that does not decode,
+a stylesheet or script fetched from a CDN, a figure drawn by JavaScript. This module serves
+``_build/html`` on 127.0.0.1, drives Debian's Chromium through ChromeDriver's W3C WebDriver
+HTTP API (the standard library is enough, so no browser package joins the environment) and,
+for every page of ``_toc.yml``, reports images that did not load and any resource that would
+come from another host. Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
+needs the internet shows it as a broken figure rather than quietly fetching it.
+
+    python -m dualpath.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import functools
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+INSTALL_HINT = ("install Debian's Chromium and its driver (`apt-get install chromium chromium-driver`) "
+                "or pass --chromium/--chromedriver")
+
+# Runs in the page: load every image eagerly, wait for each to finish (or fail) and for MathJax
+# to typeset, then report.
+_PAGE_PROBE = """
+const done = arguments[arguments.length - 1];
+const imgs = Array.from(document.images);
+imgs.forEach(img => { img.loading = 'eager'; });
+const typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
+Promise.all(imgs.map(img => img.decode().catch(() => null)).concat([typeset.catch(() => null)])).then(() => {
+  const attrs = Array.from(document.querySelectorAll(
+      'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
+    .map(el => el.src || el.href || el.data).filter(Boolean);
+  done({
+    title: document.title,
+    math: document.querySelectorAll('.math').length,
+    typeset: document.querySelectorAll('mjx-container').length,
+    images: imgs.map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
+                              width: img.naturalWidth})),
+    resources: performance.getEntriesByType('resource').map(e => e.name).concat(attrs),
+  });
+});
+"""
+
+
+class BrowserMissing(RuntimeError):
+    """Chromium or ChromeDriver is not installed."""
+
+
+@dataclass
+class PageReport:
+    page: str
+    title: str = ""
+    images: int = 0
+    equations: int = 0
+    broken: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.broken or self.external or self.error)
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"ok      {self.page}: {self.images} image(s), {self.equations} equation(s)"
+        parts = [f"FAILED  {self.page}:"]
+        parts += [f"  broken image {src}" for src in self.broken]
+        parts += [f"  needs the internet: {url}" for url in self.external]
+        parts += [f"  {self.error}"] if self.error else []
+        return "\n".join(parts)
+
+
+def toc_entries(toc: dict) -> list[str]:
+    """Every ``root``/``file`` of a jb-book ``_toc.yml``, in reading order, without extension."""
+    def walk(node) -> list[str]:
+        if isinstance(node, dict):
+            own = [node[k] for k in ("root", "file") if isinstance(node.get(k), str)]
+            return own + [f for k, v in node.items() if k not in ("root", "file") for f in walk(v)]
+        if isinstance(node, list):
+            return [f for item in node for f in walk(item)]
+        return []
+    return walk(toc)
+
+
+def toc_pages(toc_file: str | Path) -> list[str]:
+    """The HTML pages a ``_toc.yml`` builds, relative to ``_build/html``."""
+    return [f"{entry}.html" for entry in toc_entries(yaml.safe_load(Path(toc_file).read_text()))]
+
+
+def find_browser(chromium: str | None = None, chromedriver: str | None = None) -> tuple[str, str]:
+    browser = chromium or next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    driver = chromedriver or shutil.which("chromedriver")
+    if not browser or not Path(browser).exists():
+        raise BrowserMissing(f"no Chromium found ({', '.join(CHROMIUM_NAMES)} not on PATH): {INSTALL_HINT}")
+    if not driver or not Path(driver).exists():
+        raise BrowserMissing(f"no chromedriver found on PATH: {INSTALL_HINT}")
+    return browser, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve(folder: Path):
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _WebDriver:
+    """The four W3C WebDriver calls this check needs, over plain HTTP."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = ""
+
+    def call(self, method: str, path: str, body: dict | None = None, timeout: float = 120):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"{}").get("value")
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("value", {})
+            raise RuntimeError(f"WebDriver {method} {path}: {detail.get('message', exc)}") from None
+
+    def start(self, browser: str, user_dir: str) -> None:
+        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", f"--user-data-dir={user_dir}", "--window-size=1280,1600",
+                # only the local server resolves: anything else fails, visibly
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+        caps = {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "goog:chromeOptions": {"binary": browser, "args": args}}}}
+        self.session = self.call("POST", "/session", caps)["sessionId"]
+        self.call("POST", f"/session/{self.session}/timeouts", {"script": 60_000, "pageLoad": 120_000})
+
+    def visit(self, url: str) -> dict:
+        self.call("POST", f"/session/{self.session}/url", {"url": url})
+        return self.call("POST", f"/session/{self.session}/execute/async", {"script": _PAGE_PROBE, "args": []})
+
+    def screenshot(self, path: Path) -> None:
+        png = self.call("GET", f"/session/{self.session}/screenshot")
+        path.write_bytes(base64.b64decode(png))
+
+    def quit(self) -> None:
+        if self.session:
+            with contextlib.suppress(Exception):
+                self.call("DELETE", f"/session/{self.session}", timeout=30)
+
+
+def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None = None,
+                chromedriver: str | None = None, screenshots: str | Path | None = None) -> list[PageReport]:
+    """Open each page (relative to ``html_dir``) in headless Chromium and report what failed."""
+    html_dir = Path(html_dir)
+    if not (html_dir / "index.html").is_file():
+        raise FileNotFoundError(f"{html_dir} has no index.html: build the book first (`make html`)")
+    browser, driver = find_browser(chromium, chromedriver)
+    port = _free_port()
+    proc = subprocess.Popen([driver, f"--port={port}", "--allowed-ips=127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wd = _WebDriver(f"http://127.0.0.1:{port}")
+    reports: list[PageReport] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:   # chromedriver takes a moment to listen
+            try:
+                if wd.call("GET", "/status", timeout=5).get("ready"):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise BrowserMissing(f"{driver} did not start: {INSTALL_HINT}")
+            time.sleep(0.2)
+        with tempfile.TemporaryDirectory() as user_dir, _serve(html_dir) as origin:
+            wd.start(browser, user_dir)
+            for page in pages:
+                report = PageReport(page)
+                reports.append(report)
+                if not (html_dir / page).is_file():
+                    report.error = "page missing from the build"
+                    continue
+                try:
+                    seen = wd.visit(origin + page)
+                except RuntimeError as exc:
+                    report.error = str(exc)
+                    continue
+                report.title = seen["title"]
+                report.images = len(seen["images"])
+                report.broken = [img["src"] for img in seen["images"] if not img["ok"]]
+                report.equations = seen["typeset"]
+                if seen["math"] and not seen["typeset"]:
+                    report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
+                report.external = sorted({url for url in seen["resources"]
+                                          if not url.startswith((origin, "data:", "about:", "blob:"))})
+                if screenshots:
+                    out = Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    wd.screenshot(out)
+    finally:
+        wd.quit()
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("html", nargs="?", default="_build/html", help="the built book (default _build/html)")
+    ap.add_argument("--toc", default="_toc.yml", help="pages to open: every entry of this _toc.yml")
+    ap.add_argument("--chromium", help="Chromium binary (default: chromium on PATH)")
+    ap.add_argument("--chromedriver", help="ChromeDriver binary (default: chromedriver on PATH)")
+    ap.add_argument("--screenshots", help="save a PNG of each page into this folder")
+    args = ap.parse_args(argv)
+    try:
+        reports = check_pages(args.html, toc_pages(args.toc), chromium=args.chromium,
+                              chromedriver=args.chromedriver, screenshots=args.screenshots)
+    except (BrowserMissing, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for report in reports:
+        print(report.describe())
+    bad = [r for r in reports if not r.ok]
+    print(f"{len(reports)} pages, {sum(r.images for r in reports)} images, {len(bad)} with problems")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The headless-Chromium check of the built book, and the local MathJax it relies on.
+
+The browser tests need Debian's chromium + chromium-driver (``make test`` installs them when it
+can). Without them they skip, except where ``DUALPATH_REQUIRE_BROWSER=1`` (CI): there a missing
+browser fails the run instead of hiding the check.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from dualpath import htmlcheck, mathjax
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def browser_available() -> bool:
+    try:
+        htmlcheck.find_browser()
+        return True
+    except htmlcheck.BrowserMissing:
+        return False
+
+
+needs_browser = pytest.mark.skipif(
+    not browser_available() and os.environ.get("DUALPATH_REQUIRE_BROWSER") != "1",
+    reason="headless Chromium not installed (apt-get install chromium chromium-driver)")
+
+
+def test_toc_pages_follow_the_toc():
+    pages = htmlcheck.toc_pages(REPO_ROOT / "_toc.yml")
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    assert pages[0] == f"{toc['root']}.html"
+    assert "book/generated/06_ablations.html" in pages and "book/ablations/weights.html" in pages
+    assert len(pages) == len(set(pages)) == (REPO_ROOT / "_toc.yml").read_text().count("file:") + 1
+
+
+def test_missing_browser_is_a_clear_error(tmp_path):
+    with pytest.raises(htmlcheck.BrowserMissing, match="apt-get install chromium"):
+        htmlcheck.find_browser(chromium=str(tmp_path / "no-chromium"), chromedriver=str(tmp_path / "x"))
+    assert htmlcheck.main([str(tmp_path)]) == 2     # no index.html: says to build first
+
+
+@needs_browser
+def test_browser_finds_broken_external_and_raw_math(tmp_path):
+    site = tmp_path / "html"
+    (site / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 6), "red").save(site / "good.png")
+    (site / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (site / "index.html").write_text('<html><title>ok</title><img src="good.png"></html>')
+    (site / "sub" / "bad.html").write_text(
+        '<html><img src="../good.png"><img src="../corrupt.png"><img src="../absent.png">'
+        '<script src="https://cdn.example.org/lib.js"></script></html>')
+    (site / "sub" / "tex.html").write_text('<html><span class="math">\\(x^2\\)</span></html>')
+    pages = ["index.html", "sub/bad.html", "sub/tex.html", "sub/not-built.html"]
+    ok, bad, tex, missing = htmlcheck.check_pages(site, pages, screenshots=tmp_path / "shots")
+    assert ok.ok and ok.images == 1 and ok.title == "ok", ok.describe()
+    assert not bad.ok and bad.images == 3
+    assert sorted(Path(src).name for src in bad.broken) == ["absent.png", "corrupt.png"]
+    assert bad.external == ["https://cdn.example.org/lib.js"]
+    assert "raw TeX" in tex.error
+    assert missing.error == "page missing from the build"
+    with Image.open(tmp_path / "shots" / "index.png") as shot:
+        assert shot.size[0] > 100
+
+
+@pytest.fixture(scope="module")
+def mathjax_static(tmp_path_factory):
+    if not shutil.which("npm") and not mathjax.tarball_cached():
+        pytest.skip("npm not installed and MathJax not cached")
+    return mathjax.vendor(tmp_path_factory.mktemp("book"))
+
+
+def test_mathjax_vendored_with_fonts(mathjax_static):
+    entry = mathjax_static / "tex-mml-chtml.js"
+    assert entry.stat().st_size > 500_000
+    assert len(list((mathjax_static / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))) >= 20
+    stamp = entry.stat().st_mtime_ns
+    assert mathjax.vendor(mathjax_static.parents[1]) == mathjax_static     # idempotent, no rewrite
+    assert entry.stat().st_mtime_ns == stamp
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["mathjax_path"] == "mathjax/tex-mml-chtml.js"
+
+
+@needs_browser
+def test_vendored_mathjax_typesets_offline(mathjax_static, tmp_path):
+    site = tmp_path / "html"
+    shutil.copytree(mathjax_static, site / "_static" / "mathjax")
+    (site / "index.html").write_text(
+        '<html><head><script defer src="_static/mathjax/tex-mml-chtml.js"></script></head>'
+        '<body><span class="math">\\(\\sum_i x_i^2\\)</span><div class="math">\\[e^{i\\pi}\\]</div>'
+        '</body></html>')
+    (report,) = htmlcheck.check_pages(site, ["index.html"])
+    assert report.ok and report.equations == 2, report.describe()
