@@ -11,12 +11,15 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv book book-smoke test pipeline html check-html clean-book ablations ablations-smoke
+.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
 
 book: pipeline html          ## run the notebooks on Flickr8k (CPU defaults) and build the HTML book
+
+train: venv                  ## the book's training run alone: features + Stage I + Stage II + test (cpu preset)
+	$(PY) -m dualpath.train --preset cpu --run-dir runs/book/cpu-efficientnet_lite0-seed0
 
 # e.g. make book PARAMS="-p stage2_epochs 10": only the notebooks that depend on it rerun
 PARAMS ?=
