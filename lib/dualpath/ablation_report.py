@@ -174,7 +174,8 @@ def family_plot(table: pd.DataFrame, key: str, metric: str = "rsum"):
                   palette="dark", size=7, jitter=0.15, ax=ax)
     ax.set_ylabel("")
     ax.set_xlabel(f"test {metric.replace('rsum', 'R-sum')} (Flickr8k 1K test; bar = mean, points = seeds)")
-    ax.legend(title="seed", loc="lower right", fontsize=8)
+    # outside the axes: inside, it covers the points of whichever arm has the longest bar
+    ax.legend(title="seed", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set_title(family.title)
     fig.tight_layout()
     return fig
