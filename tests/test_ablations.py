@@ -153,3 +153,11 @@ def test_phase_table_compares_the_losses_after_equal_epochs():
     assert phases.loc["ranking only", "after phase 1"] == "7.0 ± 1.0"
     assert phases.loc["ranking only", "after phase 2"] == "11.0 ± 1.0"
     assert phases.loc["instance only (Stage I)", "after phase 2"] == "–"
+
+
+def test_budget_sentence_follows_the_presets():
+    from dualpath.config import preset
+    text = ar.budget_sentence()
+    short, book = preset("ablation"), preset("cpu")
+    assert f"{short.stage1_epochs} + {short.stage2_epochs} epochs" in text
+    assert f"trains {book.stage1_epochs} + {book.stage2_epochs}." in text

@@ -210,6 +210,19 @@ def verdict(table: pd.DataFrame, key: str, metric: str = "rsum") -> str:
             f"this {outcome}.")
 
 
+def budget_sentence() -> str:
+    """How long each arm trains, against the paper and the book's own run (from the presets)."""
+    from .config import preset
+
+    short, book, full = preset("ablation"), preset("cpu"), preset("paper")
+    share = 100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs)
+    return (f"**Budget.** Every arm trains {short.stage1_epochs} + {short.stage2_epochs} epochs (the loss "
+            f"arms share that total), {share:.1f}% of the paper's {full.stage1_epochs} + "
+            f"{full.stage2_epochs}; the book's own run (chapter Stage II) trains {book.stage1_epochs} + "
+            f"{book.stage2_epochs}. A verdict holds on this budget: with longer training the balance "
+            "between the losses can change, which is why each sentence says *on this budget*.")
+
+
 def provenance(table: pd.DataFrame) -> dict[str, str]:
     """Commit(s), command and machine the results came from, and the count of runs."""
     def one(col: str) -> str:
