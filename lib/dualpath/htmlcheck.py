@@ -36,14 +36,19 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_HINT = ("install Debian's Chromium and its driver (`apt-get install chromium chromium-driver`) "
                 "or pass --chromium/--chromedriver")
 
-# Runs in the page: load every image eagerly, wait for each to finish (or fail) and for MathJax
-# to typeset, then report.
+# Runs in the page: load every image eagerly, then poll until each has finished (loaded or
+# failed) and MathJax has typeset, or a deadline passes; then report. Polling `complete`, not
+# awaiting img.decode(), because decode() can stay pending in headless Chromium and hang the page.
 _PAGE_PROBE = """
 const done = arguments[arguments.length - 1];
 const imgs = Array.from(document.images);
 imgs.forEach(img => { img.loading = 'eager'; });
-const typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise) || Promise.resolve();
-Promise.all(imgs.map(img => img.decode().catch(() => null)).concat([typeset.catch(() => null)])).then(() => {
+let typeset = !(window.MathJax && MathJax.startup && MathJax.startup.promise);
+if (!typeset) MathJax.startup.promise.then(() => { typeset = true; }, () => { typeset = true; });
+const deadline = Date.now() + 30000;
+(function poll() {
+  const pending = imgs.filter(img => !img.complete);
+  if ((pending.length || !typeset) && Date.now() < deadline) { setTimeout(poll, 100); return; }
   const attrs = Array.from(document.querySelectorAll(
       'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
     .map(el => el.src || el.href || el.data).filter(Boolean);
@@ -55,7 +60,7 @@ Promise.all(imgs.map(img => img.decode().catch(() => null)).concat([typeset.catc
                               width: img.naturalWidth})),
     resources: performance.getEntriesByType('resource').map(e => e.name).concat(attrs),
   });
-});
+})();
 """
 
 
