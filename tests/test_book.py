@@ -20,7 +20,7 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from dualpath import plots
+from dualpath import htmlcheck, plots
 from dualpath.config import preset
 from dualpath.paths import REPO_ROOT
 
@@ -55,24 +55,10 @@ def test_config_is_valid_and_offline():
     assert not sphinx.get("intersphinx_mapping"), "intersphinx would fetch inventories at build time"
 
 
-def _toc_files(node) -> list[str]:
-    files = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root") and isinstance(value, str):
-                files.append(value)
-            else:
-                files += _toc_files(value)
-    elif isinstance(node, list):
-        for item in node:
-            files += _toc_files(item)
-    return files
-
-
 def test_every_toc_entry_exists():
     toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
     assert toc["format"] == "jb-book"
-    entries = _toc_files(toc)
+    entries = htmlcheck.toc_entries(toc)
     assert "book/intro" in entries and "book/references" in entries
     for entry in entries:
         candidates = [REPO_ROOT / f"{entry}{ext}" for ext in ("", ".md", ".ipynb")]

@@ -41,14 +41,15 @@ INSTALL_HINT = ("install Debian's Chromium and its driver (`apt-get install chro
 # awaiting img.decode(), because decode() can stay pending in headless Chromium and hang the page.
 _PAGE_PROBE = """
 const done = arguments[arguments.length - 1];
-const imgs = Array.from(document.images);
-imgs.forEach(img => { img.loading = 'eager'; });
 let typeset = !(window.MathJax && MathJax.startup && MathJax.startup.promise);
 if (!typeset) MathJax.startup.promise.then(() => { typeset = true; }, () => { typeset = true; });
 const deadline = Date.now() + 30000;
 (function poll() {
-  const pending = imgs.filter(img => !img.complete);
-  if ((pending.length || !typeset) && Date.now() < deadline) { setTimeout(poll, 100); return; }
+  // document.images is read afresh each time: the page may still be parsing on the first call
+  const imgs = Array.from(document.images);
+  imgs.forEach(img => { img.loading = 'eager'; });
+  const busy = document.readyState !== 'complete' || !typeset || imgs.some(img => !img.complete);
+  if (busy && Date.now() < deadline) { setTimeout(poll, 100); return; }
   const attrs = Array.from(document.querySelectorAll(
       'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
     .map(el => el.src || el.href || el.data).filter(Boolean);
