@@ -76,8 +76,34 @@ def test_resume_after_sigkill_gives_identical_metrics(reference_run: Path, tmp_p
     subprocess.run(_train_cmd(run_dir), check=True, env=ENV, timeout=900)
     assert _metrics(run_dir) == _metrics(reference_run)
     # the log is whole: one row per epoch, the same rows as the uninterrupted run (times aside)
-    strip = lambda p: [",".join(r.split(",")[:-1]) for r in (p / "log.csv").read_text().splitlines()]
-    assert strip(run_dir) == strip(reference_run)
+    assert _untimed_log(run_dir) == _untimed_log(reference_run)
+
+
+def _untimed_log(run_dir: Path) -> list[dict]:
+    import csv
+    from dualpath.train.rundir import TIME_FIELDS
+    with open(run_dir / "log.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIME_FIELDS} for row in csv.DictReader(f)]
+
+
+def test_log_has_grad_norms_and_throughput(reference_run: Path):
+    rows = _untimed_log(reference_run)
+    for row in rows:
+        assert all(float(row[f"grad_{g}"]) > 0 for g in ("image", "text", "classifier")), row
+    import csv
+    with open(reference_run / "log.csv") as f:
+        assert all(float(r["samples_s"]) > 0 for r in csv.DictReader(f))
+
+
+def test_caption_epochs_adamw_cosine_warmup_clip(tmp_path: Path):
+    cfg = SMOKE.replace(epoch_unit="captions", optimizer="adamw", lr=1e-3, stage2_lr=5e-4,
+                        schedule="cosine", warmup_epochs=0.5, grad_clip=5.0, batch_size=32)
+    metrics = train(cfg, tmp_path / "run", log=lambda *a: None)
+    assert 0 <= metrics["final"]["rsum"] <= 600
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (stored["optimizer"], stored["schedule"], stored["epoch_unit"]) == ("adamw", "cosine", "captions")
+    lrs = [float(r["lr"]) for r in _untimed_log(tmp_path / "run")]
+    assert lrs[-1] < 5e-4 * 0.05          # cosine: near 0 at the end of each phase
 
 
 def test_torchrun_two_gloo_processes(tmp_path: Path):

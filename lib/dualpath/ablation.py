@@ -62,16 +62,15 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
     for phase in phases:
         flat.update({f"{phase}.{k}": metrics[phase][k] for k in REPORTED if k in metrics[phase]})
     if test_policies:
-        trainer = open_run(run_dir, data_root, log=log)   # features come from the cache
-        last = trainer.phases[-1]
-        trainer.load_best(last.name)
+        run = open_run(run_dir, data_root, log=log)   # features come from the cache
+        last = run.phases[-1].name
+        run.load_best(last)
         for policy in test_policies:
             if policy == cfg.test_shift:   # the recipe's own test already measured it
                 flat[f"rsum_shift_{policy}"] = flat["rsum"]
                 continue
-            img, txt = trainer.embed_split("test", last.finetune, policy)
-            test = trainer.prep.splits["test"].corpus
-            flat[f"rsum_shift_{policy}"] = evaluate_embeddings(img, txt, test.caption_image,
+            img, txt = run.embed("test", last, policy)
+            flat[f"rsum_shift_{policy}"] = evaluate_embeddings(img, txt, run.test_corpus.caption_image,
                                                                cfg.protocol)["rsum"]
     flat["train_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(run_dir / ARM_METRICS, flat)

@@ -18,6 +18,14 @@ NEGATIVE_MODES = ("paper", "hardest", "sum")
 SHIFT_POLICIES = ("random", "left", "center")
 TEST_SHIFT_POLICIES = ("all", "left", "center")
 STAGE_NAMES = ("stage1", "stage2", "ranking", "joint")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("step", "cosine")
+EPOCH_UNITS = ("images", "captions")
+
+# Keys added after runs were first named by ``Config.digest``: while they hold these defaults
+# (today's behaviour) they are left out of the digest, so existing run names stay valid.
+LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "grad_clip": 0.0,
+              "epoch_unit": "images"}
 
 
 @dataclass
@@ -58,6 +66,11 @@ class Config:
     lr_mult_backbone: float = 0.02    # fine-tuned backbone blocks in stage II
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    optimizer: str = "sgd"            # 'sgd' (Nesterov, the paper's) | 'adam' | 'adamw'; same LR groups
+    schedule: str = "step"            # 'step': x0.1 at each stage*_lr_steps epoch | 'cosine' to 0 per phase
+    warmup_epochs: float = 0.0        # linear warm-up over this many epochs of steps, in each phase
+    grad_clip: float = 0.0            # clip the total gradient norm to this; 0 = off
+    epoch_unit: str = "images"        # 'images': one random caption per train image | 'captions': each once
     # --- stage I: instance loss only, backbone frozen -------------------------------------------
     stage1_epochs: int = 40
     stage1_lr_steps: list[int] = field(default_factory=list)   # epochs at which lr drops 10x
@@ -98,16 +111,30 @@ class Config:
             (self.text_width > 0, "text_width", "positive"),
             (len(self.text_blocks) == 4 and all(b >= 1 for b in self.text_blocks),
              "text_blocks", "four positive block counts, e.g. [3, 4, 6, 1]"),
-            (self.stage1_epochs >= 0 and self.stage2_epochs >= 0, "stage*_epochs", ">= 0"),
+            (self.stage1_epochs >= 0, "stage1_epochs", ">= 0"),
+            (self.stage2_epochs >= 0, "stage2_epochs", ">= 0"),
+            (all(s >= 0 for s in self.stage1_lr_steps), "stage1_lr_steps", "epochs >= 0"),
+            (all(s >= 0 for s in self.stage2_lr_steps), "stage2_lr_steps", "epochs >= 0"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.stage2_lr > 0, "stage2_lr", "> 0"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (0.0 <= self.momentum < 1.0, "momentum", "in [0, 1)"),
+            (self.margin >= 0, "margin", ">= 0"),
+            (self.n_candidates >= 1, "n_candidates", ">= 1"),
             (self.finetune_blocks >= -1, "finetune_blocks", "-1 (all) or >= 0"),
             (self.train_views >= 1, "train_views", ">= 1"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}"),
+            (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
+            (self.warmup_epochs >= 0, "warmup_epochs", ">= 0 (0 = no warm-up)"),
+            (self.grad_clip >= 0, "grad_clip", ">= 0 (0 = off)"),
+            (self.epoch_unit in EPOCH_UNITS, "epoch_unit", f"one of {EPOCH_UNITS}"),
             (self.subset in ("", "mini"), "subset", "'' or 'mini'"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              "device", "'auto', 'cpu' or 'cuda[:n]'"),
         ]
         for ok, key, want in checks:
             if not ok:
-                raise ConfigError(f"config key {key!r} = {getattr(self, key, '?')!r} is invalid: "
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is invalid: "
                                   f"expected {want}")
 
     # --- (de)serialisation -----------------------------------------------------------------
@@ -146,6 +173,8 @@ class Config:
         d = self.to_dict()
         if keys is not None:
             d = {k: d[k] for k in keys}
+        else:
+            d = {k: v for k, v in d.items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -33,7 +33,8 @@ def _hinge(margin: float, positive: torch.Tensor, negative: torch.Tensor) -> tor
 
 def ranking_loss(img: torch.Tensor, txt: torch.Tensor, margin: float = 1.0, mode: str = "paper",
                  neg_img: torch.Tensor | None = None, neg_txt: torch.Tensor | None = None,
-                 labels: torch.Tensor | None = None) -> torch.Tensor:
+                 labels: torch.Tensor | None = None,
+                 neg_labels: torch.Tensor | None = None) -> torch.Tensor:
     """Bidirectional hinge ranking loss on cosine similarity (features are L2-normalised here).
 
     (img[i], txt[i]) are the positive pairs.  Modes:
@@ -49,7 +50,9 @@ def ranking_loss(img: torch.Tensor, txt: torch.Tensor, margin: float = 1.0, mode
     'sum'     (VSE0) every in-batch negative in both directions, summed, divided by the batch size.
 
     For the in-batch modes, `labels` (one per pair) marks pairs of the same image / class, which are
-    not used as negatives; without labels only the diagonal is excluded.
+    not used as negatives; without labels only the diagonal is excluded. In 'paper' mode, `labels`
+    (of the anchors) with `neg_labels` (of the negative images) drop the caption-anchored hinge of
+    a pair whose negative image has the anchor's label (another view of the same image).
     """
     if mode not in RANKING_MODES:
         raise ConfigError(f"unknown ranking loss mode {mode!r}; known modes: {', '.join(RANKING_MODES)}")
@@ -61,6 +64,8 @@ def ranking_loss(img: torch.Tensor, txt: torch.Tensor, margin: float = 1.0, mode
         pos = (img * txt).sum(1)
         i2t = _hinge(margin, pos, (img * neg_txt).sum(1))
         t2i = _hinge(margin, pos, (txt * neg_img).sum(1))
+        if labels is not None and neg_labels is not None:
+            t2i = t2i.masked_fill(labels.to(t2i.device) == neg_labels.to(t2i.device), 0)
         return (i2t + t2i).sum() / (2 * img.shape[0])
 
     sim = img @ txt.t()  # sim[i, j] = s(image i, caption j)

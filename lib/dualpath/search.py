@@ -20,6 +20,7 @@ from . import checkpoint as ckpt_io
 from .config import Config
 from .data.text import Vocabulary
 from .embed import image_embeddings_from_pixels, text_embeddings
+from .models import build_model
 
 
 class Encoder:
@@ -32,8 +33,6 @@ class Encoder:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu",
                         text_policy: str | None = None) -> "Encoder":
-        from .train import build_model   # train imports this module's siblings only
-
         ckpt = ckpt_io.load(path, map_location=device)
         cfg = ckpt_io.config_of(ckpt, path)
         vocab = Vocabulary.from_dict(ckpt["vocab"])

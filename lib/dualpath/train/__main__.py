@@ -1,0 +1,77 @@
+"""python -m dualpath.train: train a recipe from a preset, a JSON config and --set overrides.
+
+A user error (a bad key or value, missing data, a checkpoint of another run) prints one line
+``error: ...`` and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..config import Config, preset
+from ..errors import ConfigError, DualPathError
+from . import RECIPES, dist_info, train
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dualpath.train",
+                                 description="Train the dual-path image-text embedding (Stage I, Stage II, test).")
+    ap.add_argument("--preset", default="cpu", help="cpu | paper | smoke | ablation")
+    ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
+    ap.add_argument("--config", help="JSON file of config keys (applied after the preset)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ap.add_argument("--run-dir", help="run directory (default runs/<dataset>-<recipe>-<hash>-seed<k>)")
+    ap.add_argument("--data-root", help="folder holding flickr8k_224/ (default: see README)")
+    ap.add_argument("--until", help="stop after this phase (e.g. stage1); run again without it to go on")
+    args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except DualPathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import torch.distributed as dist
+
+    overrides = {}
+    if args.config:
+        try:
+            text = Path(args.config).read_text()
+        except OSError as e:
+            raise ConfigError(f"--config {args.config}: {e.strerror or e}") from None
+        overrides.update(Config.from_json(text, source=args.config).to_dict())
+    overrides.update(parse_set(args.set))
+    cfg = preset(args.preset, **overrides)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        import torch
+
+        backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+        dist.init_process_group(backend)
+    try:
+        train(cfg, args.run_dir, recipe=args.recipe, data_root=args.data_root, until=args.until,
+              log=print if dist_info()[0] == 0 else (lambda *a, **k: None))
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""What training eats: the splits with their captions packed as tensors, and one image source.
+
+``prepare`` loads the corpus, builds the vocabulary from the train captions, reads the word
+vectors and extracts (or reads) the frozen-CNN feature cache. ``image_source`` turns the
+config's ``finetune`` setting into one of three strategies, and only these classes know the
+difference:
+
+===================  ==========================================  =============================
+source               a training batch (index, view) ->            evaluation views
+===================  ==========================================  =============================
+``CachedPooled``     cached pooled features                       whole image + mirror, cached
+``CachedMaps(k)``    cached maps -> the backbone's top k blocks   the same, through the k blocks
+``Pixels``           decoded, augmented images -> whole backbone  images decoded again
+===================  ==========================================  =============================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..data.corpus import Corpus
+from ..data.images import load_image, train_transform
+from ..data.registry import load_corpus
+from ..data.text import Vocabulary
+from ..data.wordvec import embedding_matrix, load_glove_package, load_word_vectors
+from ..embed import image_embeddings_from_inputs, image_embeddings_from_pixels, text_embeddings
+from ..errors import DataError
+from ..features import FeatureSpec, Features, load_or_extract
+from ..models.backbones import build_backbone
+from ..paths import cache_root
+
+
+# ------------------------------------------------------------------------------- the splits
+@dataclass
+class Split:
+    """One split and its captions, as lists (for evaluation) and as tensors (for training)."""
+
+    corpus: Corpus
+    caption_ids: list[list[int]]           # vocabulary ids of every caption
+    features: Features | None
+    packed: torch.Tensor                   # [n_captions, max_len] the first max_len ids, 0-padded
+    lengths: torch.Tensor                  # [n_captions] ids kept (<= max_len)
+    caption_image: torch.Tensor            # [n_captions] image of each caption
+    image_label: torch.Tensor              # [n_images] class of each image
+    caps_start: torch.Tensor               # captions of image i: caps_by_image[caps_start[i]:][:caps_count[i]]
+    caps_count: torch.Tensor
+    caps_by_image: torch.Tensor            # caption ids grouped by image, each group in caption order
+
+    @classmethod
+    def build(cls, corpus: Corpus, caption_ids: list[list[int]], features: Features | None,
+              max_len: int) -> "Split":
+        lengths = torch.tensor([min(len(ids), max_len) for ids in caption_ids], dtype=torch.long)
+        packed = torch.zeros(len(caption_ids), max_len, dtype=torch.long)
+        for row, ids in enumerate(caption_ids):
+            if ids:
+                packed[row, :len(ids[:max_len])] = torch.as_tensor(ids[:max_len], dtype=torch.long)
+        caption_image = torch.as_tensor(corpus.caption_image, dtype=torch.long)
+        counts = torch.bincount(caption_image, minlength=corpus.n_images)
+        start = torch.cumsum(counts, 0) - counts
+        by_image = torch.argsort(caption_image, stable=True)
+        return cls(corpus, caption_ids, features, packed, lengths, caption_image,
+                   torch.as_tensor(corpus.image_label, dtype=torch.long), start, counts, by_image)
+
+    @property
+    def n_images(self) -> int:
+        return self.corpus.n_images
+
+    @property
+    def n_views(self) -> int:
+        return self.features.n_views if self.features is not None else 1
+
+    def draw_captions(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One caption of each image, uniformly among its own (one draw of ``gen`` per image)."""
+        u = torch.rand(len(images), generator=gen).double()   # double: the same picks as Python floats
+        count = self.caps_count[images]
+        k = torch.minimum((u * count.double()).long(), count - 1)
+        return self.caps_by_image[self.caps_start[images] + k]
+
+    def encode(self, captions: torch.Tensor, shift: str, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Word ids [B, max_len] of ``captions`` placed by ``shift`` (``data.text.encode_ids``, batched)."""
+        n = self.lengths[captions]
+        length = self.packed.shape[1]
+        slack = length - n
+        if shift == "random":
+            u = torch.rand(len(captions), generator=gen)
+            offsets = torch.minimum((u * (slack + 1)).long(), slack)
+        elif shift == "center":
+            offsets = slack // 2
+        else:
+            offsets = torch.zeros_like(slack)
+        pos = torch.arange(length)[None, :] - offsets[:, None]       # source position of each slot
+        keep = (pos >= 0) & (pos < n[:, None])
+        rows = self.packed[captions].gather(1, pos.clamp(0, length - 1))
+        return torch.where(keep, rows, torch.zeros_like(rows))
+
+
+@dataclass
+class TrainingData:
+    cfg: Config
+    vocab: Vocabulary
+    embedding_init: object
+    coverage: dict
+    splits: dict[str, Split]               # 'train', 'val', 'test'
+    backbone: torch.nn.Module
+
+
+def split_names(cfg: Config) -> dict[str, str]:
+    pre = "mini_" if cfg.subset == "mini" else ""
+    return {"train": pre + cfg.train_split, "val": pre + cfg.val_split, "test": pre + cfg.test_split}
+
+
+def word_vectors(cfg: Config, vocab: Vocabulary):
+    """(embedding matrix or None, coverage report) of ``cfg.word_vectors`` over ``vocab``."""
+    if cfg.word_vectors == "random":
+        return None, {"source": "random"}
+    words, vectors = (load_glove_package() if cfg.word_vectors == "glove50"
+                      else load_word_vectors(cfg.word_vectors))
+    matrix, coverage = embedding_matrix(vocab, words, vectors, seed=cfg.seed)
+    return matrix, {"source": cfg.word_vectors, **coverage}
+
+
+def prepare(cfg: Config, data_root=None, log=print, corpus: Corpus | None = None) -> TrainingData:
+    """Load the corpus and vocabulary, and extract (or read) the frozen-CNN features.
+
+    The cache holds the inputs of the top ``max(finetune_blocks, 0)`` blocks: it depends on the
+    config alone, not on the recipe or epoch counts, so every ablation arm of one config shares it.
+    """
+    corpus = corpus if corpus is not None else load_corpus(cfg.dataset, data_root)
+    names = split_names(cfg)
+    for role, name in names.items():
+        if name not in corpus.splits:
+            raise DataError(f"dataset {corpus.name!r} has no split {name!r} (for {role}); "
+                            f"it has {sorted(corpus.splits)}")
+    parts = {role: corpus.select(name) for role, name in names.items()}
+    vocab = Vocabulary.build(parts["train"].captions, min_count=cfg.min_count, lowercase=cfg.lowercase)
+    matrix, coverage = word_vectors(cfg, vocab)
+    backbone = build_backbone(cfg.backbone, None if cfg.backbone_weights == "none" else cfg.backbone_weights)
+    backbone.eval()
+    top = max(cfg.finetune_blocks, 0)
+    splits = {}
+    for role, part in parts.items():
+        views = cfg.train_views if role == "train" else 2
+        spec = FeatureSpec(cfg.backbone, cfg.backbone_weights, cfg.image_size, top, views, cfg.seed)
+        # the whole split keeps its own name in the cache key: select() renames it
+        feats = load_or_extract(spec, backbone, corpus, names[role], cache_root(),
+                                show_progress=cfg.progress, log=log)
+        splits[role] = Split.build(part, vocab.encode_all(part.captions), feats, cfg.max_len)
+    return TrainingData(cfg, vocab, matrix, coverage, splits, backbone)
+
+
+# ----------------------------------------------------------------------------- image sources
+class ImageSource:
+    """Where the trainable image path starts: ``batch`` rows, ``pool`` them, ``embed`` a split."""
+
+    trainable_blocks = 0   # backbone top blocks this source trains
+
+    def configure(self, backbone) -> None:
+        """Freeze the backbone except what this source trains (BN mode is the trainer's)."""
+        backbone.set_trainable(self.trainable_blocks)
+
+    def batch(self, split: Split, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """What ``pool`` eats for images ``index`` (cached ``view`` of each)."""
+        raise NotImplementedError
+
+    def pool(self, backbone, x: torch.Tensor) -> torch.Tensor:
+        """``batch`` rows -> pooled backbone features [B, C] (through the trainable blocks)."""
+        return x
+
+    def pooled(self, backbone, split: Split, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """A training batch (index, view) -> pooled features."""
+        return self.pool(backbone, self.batch(split, index, view))
+
+    @torch.no_grad()
+    def embed(self, model, split: Split) -> torch.Tensor:
+        """L2-normalised test-time image embeddings of every image of ``split`` (SPEC 1.4)."""
+        return image_embeddings_from_inputs(model.image_head, self.eval_views(split),
+                                            self.eval_pool(model.backbone))
+
+    def eval_views(self, split: Split) -> list[torch.Tensor]:
+        """The whole image and its mirror (the cached views 0 and 1) of every image."""
+        index = torch.arange(split.n_images)
+        return [self._rows(split, v, index) for v in range(min(2, split.features.n_views))]
+
+    def eval_pool(self, backbone):
+        return None
+
+    def _rows(self, split: Split, view, index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CachedPooled(ImageSource):
+    """Backbone frozen: cached pooled features go straight to the image head."""
+
+    def batch(self, split, index, view):
+        return self._rows(split, view, index)
+
+    def _rows(self, split, view, index):
+        return split.features.image_input(view, index, use_maps=False)
+
+
+class CachedMaps(ImageSource):
+    """The top ``k`` backbone blocks trained on cached maps of their input."""
+
+    def __init__(self, k: int):
+        self.trainable_blocks = k
+
+    def batch(self, split, index, view):
+        return self._rows(split, view, index)
+
+    def pool(self, backbone, x):
+        return backbone.forward_top(self.trainable_blocks, x)
+
+    def eval_pool(self, backbone):
+        return lambda x: backbone.forward_top(self.trainable_blocks, x)
+
+    def _rows(self, split, view, index):
+        return split.features.image_input(view, index, use_maps=True)
+
+
+class Pixels(ImageSource):
+    """The whole backbone trained on decoded, augmented images (GPU); cached features are stale."""
+
+    def __init__(self, cfg: Config, backbone):
+        self.transform = train_transform(cfg.image_size, backbone.mean, backbone.std)
+        self.image_size = cfg.image_size
+
+    def configure(self, backbone) -> None:
+        for p in backbone.parameters():
+            p.requires_grad_(True)
+
+    def batch(self, split, index, view):
+        return torch.stack([self.transform(load_image(split.corpus.image_path(int(i)))) for i in index])
+
+    def pool(self, backbone, x):
+        return backbone(x)
+
+    @torch.no_grad()
+    def embed(self, model, split):
+        paths = [split.corpus.image_path(i) for i in range(split.n_images)]
+        return image_embeddings_from_pixels(model.backbone, model.image_head, paths, self.image_size)
+
+
+def image_source(finetune: int, cfg: Config, backbone) -> ImageSource:
+    """The source of a phase that trains ``finetune`` backbone top blocks (0: none, -1: all)."""
+    if finetune == -1:
+        return Pixels(cfg, backbone)
+    return CachedMaps(finetune) if finetune > 0 else CachedPooled()
+
+
+@torch.no_grad()
+def embed_split(model, source: ImageSource, split: Split, max_len: int,
+                shift: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-time image and caption embeddings of a split under the current weights."""
+    model.eval()
+    txt = text_embeddings(model.text_cnn, split.caption_ids, max_len, shift)
+    return source.embed(model, split), txt
+
+
+def synthetic_split(n_images: int, captions_per_image: int = 5, *, n_views: int = 2, dim: int = 64,
+                    vocab_size: int = 100, max_len: int = 32, labels=None, seed: int = 0) -> Split:
+    """A train split of random pooled features and random captions (tests and benchmarks)."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(seed)
+    n_caps = n_images * captions_per_image
+    caption_image = np.repeat(np.arange(n_images), captions_per_image)
+    lengths = torch.randint(4, max_len + 8, (n_caps,), generator=g).tolist()
+    ids = [torch.randint(1, vocab_size, (k,), generator=g).tolist() for k in lengths]
+    corpus = Corpus("synthetic", ".", [f"{i}.jpg" for i in range(n_images)], ["a caption"] * n_caps,
+                    caption_image, np.arange(n_images) if labels is None else np.asarray(labels),
+                    {"train": np.arange(n_images)})
+    feats = Features(torch.randn(n_views, n_images, dim, generator=g), None, Path("synthetic"))
+    return Split.build(corpus, ids, feats, max_len)

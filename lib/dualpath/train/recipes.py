@@ -1,0 +1,56 @@
+"""Recipes: which phases a run trains, with which losses, and how much of the backbone.
+
+A run is a list of phases. The paper's recipe is Stage I (instance loss, backbone frozen)
+then Stage II (ranking + instance loss, top backbone blocks fine-tuned); the ablation
+recipes reuse the same two slots with other losses, so every arm gets the same budget:
+
+==========  ============================  =====================================
+recipe      phase 1 (stage1_epochs)       phase 2 (stage2_epochs)
+==========  ============================  =====================================
+paper       instance                      rank + instance, backbone top blocks
+instance    instance                      (none)
+ranking     rank                          rank, backbone top blocks
+joint       rank + instance               rank + instance, backbone top blocks
+==========  ============================  =====================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+from ..errors import ConfigError
+
+# Loss weights of each slot: a (rank, img, txt) tuple, "rank" (ranking only, at lambda_rank) or
+# None (the config's Stage II weights lambda_rank : lambda_img : lambda_txt).
+RECIPES = {
+    "paper": [("stage1", (0, 1, 1)), ("stage2", None)],
+    "instance": [("stage1", (0, 1, 1))],
+    "ranking": [("stage1", "rank"), ("stage2", "rank")],
+    "joint": [("stage1", None), ("stage2", None)],
+}
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lambdas: tuple[float, float, float]    # weights of (ranking, image instance, text instance)
+    finetune: int        # backbone top blocks trained: 0 frozen, -1 all (pixels)
+    lr: float
+    lr_steps: list[int]
+
+
+def phases_of(cfg: Config, recipe: str) -> list[Phase]:
+    """The phases ``recipe`` trains under ``cfg`` (phases of 0 epochs left out)."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
+    stage2 = (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt)
+    out = []
+    for name, lam in RECIPES[recipe]:
+        lam = stage2 if lam is None else (cfg.lambda_rank, 0.0, 0.0) if lam == "rank" else lam
+        if name == "stage1":
+            out.append(Phase(name, cfg.stage1_epochs, lam, 0, cfg.lr, list(cfg.stage1_lr_steps)))
+        else:
+            out.append(Phase(name, cfg.stage2_epochs, lam, cfg.finetune_blocks, cfg.stage2_lr,
+                             list(cfg.stage2_lr_steps)))
+    return [p for p in out if p.epochs > 0]

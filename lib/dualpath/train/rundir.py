@@ -1,0 +1,175 @@
+"""A run on disk (``RunDir``) and a run opened for analysis (``Run``).
+
+Run directory: ``config.json``, ``log.csv`` (one row per epoch), ``last.pt`` (resume point,
+rewritten every epoch), ``best_<phase>.pt`` (best validation rsum of that phase) and
+``metrics.json`` (test metrics of each phase's best checkpoint). Everything is written
+atomically; checkpoints load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint as ckpt_io
+from ..config import Config
+from ..data.corpus import Corpus
+from ..errors import ConfigError, DataError
+from ..evaluate import evaluate_embeddings
+from ..io import write_json_atomic, write_text_atomic
+from ..models import build_model
+from .inputs import TrainingData, embed_split, image_source, prepare
+from .recipes import Phase, phases_of
+from .step import device_of
+
+LOG_FIELDS = ["phase", "epoch", "lr", "loss", "loss_rank", "loss_img", "loss_txt", "acc_img",
+              "acc_txt", "val_i2t_r1", "val_i2t_r5", "val_i2t_r10", "val_t2i_r1", "val_t2i_r5",
+              "val_t2i_r10", "val_rsum", "grad_image", "grad_text", "grad_classifier",
+              "samples_s", "epoch_s"]
+TIME_FIELDS = ("samples_s", "epoch_s")   # the columns that differ between equal runs
+
+
+def _same_config(stored: dict, cfg: Config) -> bool:
+    """Whether a stored config is ``cfg`` (keys added since it was written take their defaults)."""
+    try:
+        return Config.from_dict(stored).to_dict() == cfg.to_dict()
+    except ConfigError:
+        return False
+
+
+class RunDir:
+    """The files of one run of (``cfg``, ``recipe``)."""
+
+    def __init__(self, path: str | Path, cfg: Config, recipe: str):
+        self.path, self.cfg, self.recipe = Path(path), cfg, recipe
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def best(self, phase: str) -> Path:
+        return self.path / f"best_{phase}.pt"
+
+    # -- state ----------------------------------------------------------------------------
+    def finished(self, phases: list[str]) -> dict | None:
+        """The stored metrics when this run of this very config has tested every phase in ``phases``."""
+        done, conf = self.file("metrics.json"), self.file("config.json")
+        if not (done.exists() and conf.exists()):
+            return None
+        stored = json.loads(conf.read_text())
+        if stored.pop("recipe", "paper") != self.recipe or not _same_config(stored, self.cfg):
+            return None
+        metrics = json.loads(done.read_text())
+        return metrics if all(n in metrics for n in phases) else None
+
+    def resume_state(self) -> dict | None:
+        """The ``last.pt`` state to go on from, or None for a new run; refuses another config."""
+        last = self.file("last.pt")
+        if not last.exists():
+            return None
+        state = ckpt_io.load(last)
+        if not _same_config(state["config"], self.cfg) or state.get("recipe") != self.recipe:
+            raise ConfigError(f"{self.path} holds a run with a different config or recipe; "
+                              f"use another run directory or delete it")
+        return state
+
+    # -- writes (rank 0) --------------------------------------------------------------------
+    def write_config(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.file("config.json"),
+                          json.dumps({"recipe": self.recipe, **self.cfg.to_dict()}, indent=2,
+                                     sort_keys=True) + "\n")
+
+    def write_log(self, rows: list[dict]) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        write_text_atomic(self.file("log.csv"), buf.getvalue())
+
+    def save(self, name: str, payload: dict) -> None:
+        ckpt_io.save(self.file(name), payload)
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json_atomic(self.file("metrics.json"), metrics)
+
+
+class Run:
+    """A run directory with its data and model: what analysis code reads from a trained run."""
+
+    def __init__(self, rundir: RunDir, data: TrainingData, model, log=print):
+        self.dir, self.data, self.model, self.log = rundir, data, model, log
+        self.cfg, self.recipe = rundir.cfg, rundir.recipe
+        self.phases: list[Phase] = phases_of(self.cfg, self.recipe)
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    def phase(self, name: str) -> Phase:
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise ConfigError(f"{name!r} is not a phase of recipe {self.recipe!r} "
+                          f"({[p.name for p in self.phases]})")
+
+    def corpus(self, role: str = "test") -> Corpus:
+        """The corpus of split ``role`` ('train', 'val' or 'test')."""
+        return self.data.splits[role].corpus
+
+    @property
+    def test_corpus(self) -> Corpus:
+        return self.corpus("test")
+
+    def load_best(self, phase: str) -> dict:
+        """Load the best checkpoint of ``phase`` into the model; returns the checkpoint."""
+        path = self.dir.best(phase)
+        best = ckpt_io.load(path)
+        ckpt_io.load_weights(self.model, best["model"], path)
+        return best
+
+    def embed(self, role: str, phase: str, shift: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image and caption embeddings of split ``role`` with the weights now loaded, embedded
+        as ``phase`` trained them (its image source); ``shift`` defaults to the config's test policy."""
+        source = image_source(self.phase(phase).finetune, self.cfg, self.model.backbone)
+        return embed_split(self.model, source, self.data.splits[role], self.cfg.max_len,
+                           shift or self.cfg.test_shift)
+
+    def test_embeddings(self, phase: str) -> tuple[torch.Tensor, torch.Tensor, Corpus]:
+        """Test-split image and caption embeddings of ``phase``'s best model, and the test corpus."""
+        self.load_best(phase)
+        img, txt = self.embed("test", phase)
+        return img, txt, self.test_corpus
+
+    def test_metrics(self, phases: list[str] | None = None) -> dict:
+        """Test metrics of each phase's best checkpoint; ``final`` is the last phase's."""
+        names = [p.name for p in self.phases] if phases is None else phases
+        out = {}
+        for name in names:
+            best = self.load_best(name)
+            img, txt = self.embed("test", name)
+            out[name] = {**evaluate_embeddings(img, txt, self.test_corpus.caption_image, self.cfg.protocol),
+                         "best_epoch": best["epoch"]}
+        out["final"] = out[names[-1]]
+        return out
+
+
+def new_model(data: TrainingData, cfg: Config):
+    train = data.splits["train"].corpus
+    return build_model(cfg, len(data.vocab), train.n_classes, data.embedding_init,
+                       backbone=data.backbone).to(device_of(cfg))
+
+
+def open_run(run_dir: str | Path, data_root=None, log=print) -> Run:
+    """An existing run directory with its config, data (from the feature cache) and model, for analysis."""
+    run_dir = Path(run_dir)
+    try:
+        values = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise DataError(f"{run_dir} holds no config.json: not a run directory") from None
+    recipe = values.pop("recipe", "paper")
+    cfg = Config.from_dict(values, source=str(run_dir / "config.json"))
+    data = prepare(cfg, data_root, log=log)
+    return Run(RunDir(run_dir, cfg, recipe), data, new_model(data, cfg), log=log)

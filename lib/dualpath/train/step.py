@@ -1,0 +1,226 @@
+"""One training step: batches, hard-negative mining (SPEC 3.3), DDP sharding, forward, losses.
+
+``train_step`` is a plain function of (model, source, split, batch, ...) so a test can call it on
+a tiny batch; the trainer calls it once per batch of an ``EpochPlan``.
+
+Batches. ``epoch_unit='images'`` (the paper's getBatch): an epoch is a permutation of the train
+images, each with one random caption and one random cached view. ``'captions'``: every train
+caption once, shuffled, with its image and a random view of it. The last partial batch is dropped
+(a split smaller than one batch trains on one batch of all of it).
+
+Negatives. With ``negatives='paper'`` the second half of each batch is replaced: row ``half + i``
+holds a random image (the batch's own) and the hardest of ``n_candidates`` captions of images
+outside the batch for anchor ``i``; it carries the labels of its own images. The in-batch modes
+('hardest', 'sum') mask pairs of the same image label, so another caption of the anchor's image
+is never its negative.
+
+DDP. Each rank takes every ``world``-th row; with mined pairs it takes every ``world``-th pair
+and both its halves, so an anchor and its negatives stay on one rank. The per-pair losses then
+average to the one-rank loss (BatchNorm statistics stay per rank, as in any DDP run without
+SyncBatchNorm; in-batch modes draw their negatives from the rank's own rows).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config
+from ..losses import instance_loss, mine_hard_negatives, ranking_loss
+from .inputs import ImageSource, Split
+from .recipes import Phase
+
+GRAD_GROUPS = ("image", "text", "classifier")
+
+
+# ------------------------------------------------------------------------------------ batches
+@dataclass
+class Batch:
+    index: torch.Tensor                 # [B] image of each row
+    view: torch.Tensor                  # [B] cached view of each row
+    caption: torch.Tensor | None        # [B] caption of each row; None: draw one per image
+    label: torch.Tensor                 # [B] class of each row's image
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class EpochPlan:
+    """The batches of one epoch, drawn from ``gen`` once at the start of the epoch."""
+
+    def __init__(self, split: Split, cfg: Config, gen: torch.Generator):
+        self.split, self.batch_size = split, cfg.batch_size
+        if cfg.epoch_unit == "captions":
+            self.caption = torch.randperm(len(split.caption_image), generator=gen)
+            self.index = split.caption_image[self.caption]
+            self.view = torch.randint(split.n_views, (len(self.caption),), generator=gen)
+        else:
+            # the paper's order of draws: the permutation, every image's view, then per batch the
+            # caption (inside ``batch``), so a seed gives the same run as before the refactoring
+            self.caption = None
+            order = torch.randperm(split.n_images, generator=gen)
+            views = torch.randint(split.n_views, (split.n_images,), generator=gen)
+            self.index, self.view = order, views[order]
+        self.label = split.image_label[self.index]
+        n = len(self.index)
+        self.starts = list(range(0, n - self.batch_size + 1, self.batch_size)) if n >= self.batch_size else [0]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, k: int) -> Batch:
+        rows = slice(self.starts[k], self.starts[k] + self.batch_size)
+        return Batch(self.index[rows], self.view[rows],
+                     None if self.caption is None else self.caption[rows], self.label[rows])
+
+
+# ------------------------------------------------------------------------------ the forward
+class Forward(torch.nn.Module):
+    """Both branches from (source rows, word ids): one module, so DDP can wrap it."""
+
+    def __init__(self, model, source: ImageSource):
+        super().__init__()
+        self.model, self.source = model, source
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor):
+        m = self.model
+        img = m.image_branch(self.source.pool(m.backbone, x))
+        txt = m.text_branch(ids)
+        return img, txt, m.logits_image(img["drop"]), m.logits_text(txt["drop"])
+
+
+def is_paired(phase: Phase, cfg: Config) -> bool:
+    """Whether the phase mines each anchor's negative pair (SPEC 3.3)."""
+    return phase.lambdas[0] > 0 and cfg.negatives == "paper"
+
+
+def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
+    """Rows of an ``n``-row batch this rank trains on; with ``paired`` whole (anchor, negatives) pairs."""
+    if not paired:
+        return torch.arange(n)[rank::world]
+    half = n // 2
+    pos = torch.arange(half)[rank::world]
+    return torch.cat([pos, pos + half])
+
+
+@torch.no_grad()
+def mine(model, source: ImageSource, split: Split, batch: Batch, x: torch.Tensor,
+         captions: torch.Tensor, labels: torch.Tensor, cfg: Config, gen: torch.Generator,
+         device) -> tuple[torch.Tensor, torch.Tensor]:
+    """SPEC 3.3: replace the second half's captions by each anchor's hardest negative.
+
+    Candidates are one caption of each of ``n_candidates`` random images outside the batch; the
+    mined captions carry their own images' labels. Returns (captions, caption labels).
+    """
+    half = len(batch) // 2
+    cand = torch.randint(split.n_images, (cfg.n_candidates * 2,), generator=gen)
+    cand = cand[~torch.isin(cand, batch.index)][:cfg.n_candidates]
+    cand_caps = split.draw_captions(cand, gen)
+    cand_ids = split.encode(cand_caps, cfg.train_shift, gen)
+    was = model.training
+    model.eval()
+    img = F.normalize(model.image_branch(source.pool(model.backbone, x[:half].to(device)))["act"], dim=1)
+    txt = F.normalize(model.text_branch(cand_ids.to(device))["act"], dim=1)
+    model.train(was)
+    model.backbone.eval()
+    pick = mine_hard_negatives(img, txt).cpu()
+    return (torch.cat([captions[:half], cand_caps[pick]]),
+            torch.cat([labels[:half], split.image_label[cand[pick]]]))
+
+
+# ---------------------------------------------------------------------------------- the step
+def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, phase: Phase,
+               cfg: Config, gen: torch.Generator, opt: torch.optim.Optimizer | None = None, *,
+               rank: int = 0, world: int = 1, device=None, grad_norms: bool = False) -> dict:
+    """One step on ``batch``: returns its stats (losses, accuracies, grad norms when asked).
+
+    ``forward`` is ``Forward(model, source)`` or its DDP wrapper. Gradients are zeroed, computed,
+    clipped (``cfg.grad_clip``) and applied with ``opt``; with ``opt=None`` they are left in
+    ``.grad`` (tests). ``gen`` draws the captions, mining candidates and position shifts.
+    """
+    device = device if device is not None else torch.device("cpu")
+    lam_rank, lam_img, lam_txt = phase.lambdas
+    paired = is_paired(phase, cfg)
+    captions = batch.caption if batch.caption is not None else split.draw_captions(batch.index, gen)
+    labels_img = batch.label
+    labels_txt = labels_img
+    x_all = source.batch(split, batch.index, batch.view)
+    if paired:
+        captions, labels_txt = mine(model, source, split, batch, x_all, captions, labels_img,
+                                    cfg, gen, device)
+    ids = split.encode(captions, cfg.train_shift, gen)
+    shard = shard_rows(len(batch), rank, world, paired)
+    labels_img, labels_txt = labels_img[shard], labels_txt[shard]
+    with _autocast(device, cfg.amp):
+        img, txt, log_img, log_txt = forward(x_all[shard].to(device), ids[shard].to(device))
+        l_img, l_txt = instance_loss(log_img.float(), log_txt.float(), labels_img.to(device),
+                                     labels_txt.to(device))
+        l_rank = (rank_loss(img["act"].float(), txt["act"].float(), labels_img.to(device), paired, cfg)
+                  if lam_rank else torch.zeros((), device=device))
+        loss = lam_rank * l_rank + lam_img * l_img + lam_txt * l_txt
+    params = [p for g in (opt.param_groups if opt is not None else []) for p in g["params"]]
+    if opt is not None:
+        opt.zero_grad(set_to_none=False)
+    else:
+        model.zero_grad(set_to_none=False)
+    loss.backward()
+    stats = {}
+    if grad_norms:
+        stats.update(group_grad_norms(model))
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params or [p for p in model.parameters() if p.requires_grad],
+                                       cfg.grad_clip)
+    if opt is not None:
+        opt.step()
+    with torch.no_grad():
+        acc_img = (log_img.argmax(1).cpu() == labels_img).float().mean().item()
+        acc_txt = (log_txt.argmax(1).cpu() == labels_txt).float().mean().item()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} in {phase.name}; lower the learning rate "
+                                 f"(lr / stage2_lr) or set grad_clip")
+    stats = {"loss": value, "loss_rank": l_rank.item(), "loss_img": l_img.item(),
+             "loss_txt": l_txt.item(), "acc_img": acc_img, "acc_txt": acc_txt, **stats}
+    return stats
+
+
+def rank_loss(img: torch.Tensor, txt: torch.Tensor, labels: torch.Tensor, paired: bool,
+              cfg: Config) -> torch.Tensor:
+    """The ranking term: mined pairs (rows ``half + i`` are anchor ``i``'s negatives) or in-batch."""
+    if paired:
+        half = img.shape[0] // 2
+        return ranking_loss(img[:half], txt[:half], margin=cfg.margin, mode="paper",
+                            neg_img=img[half:], neg_txt=txt[half:],
+                            labels=labels[:half], neg_labels=labels[half:])
+    return ranking_loss(img, txt, margin=cfg.margin, mode=cfg.negatives, labels=labels)
+
+
+def group_grad_norms(model) -> dict[str, float]:
+    """L2 norm of the gradient of the image head, the text CNN and the classifier(s)."""
+    classifiers = {id(model.classifier_for(m)): model.classifier_for(m) for m in ("image", "text")}
+    groups = {"image": model.image_head.parameters(), "text": model.text_cnn.parameters(),
+              "classifier": (p for c in classifiers.values() for p in c.parameters())}
+    out = {}
+    for name, params in groups.items():
+        grads = [p.grad for p in params if p.grad is not None]
+        out[f"grad_{name}"] = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+                               if grads else 0.0)
+    return out
+
+
+def device_of(cfg: Config) -> torch.device:
+    """``cfg.device``; 'auto' is this process's GPU (LOCAL_RANK under torchrun) when there is one."""
+    if cfg.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        return torch.device("cpu")
+    return torch.device(cfg.device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)

@@ -1,0 +1,155 @@
+"""The loop: phases x epochs -> steps, validation, checkpoints; exact resume; DDP.
+
+A run killed at any point resumes from ``last.pt`` (weights, optimiser, the sampling generator
+and torch's RNG) and ends with the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.distributed as dist
+
+from .. import checkpoint as ckpt_io
+from ..evaluate import evaluate_embeddings
+from ..progress import progress
+from .inputs import TrainingData, embed_split, image_source
+from .optim import lr_at, make_optimizer, set_lr
+from .recipes import phases_of
+from .rundir import RunDir
+from .step import EpochPlan, Forward, device_of, train_step
+
+VAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
+
+
+class Trainer:
+    def __init__(self, data: TrainingData, rundir: RunDir, model, log=print):
+        self.data, self.dir, self.model, self.log = data, rundir, model, log
+        self.cfg, self.recipe = rundir.cfg, rundir.recipe
+        self.rank, self.world = dist_info()
+        self.device = device_of(self.cfg)
+        self.phases = phases_of(self.cfg, self.recipe)
+        self.rows: list[dict] = []
+
+    def fit(self, stop: int | None = None) -> None:
+        """Train the first ``stop`` phases (all by default), from where ``last.pt`` left off."""
+        stop = len(self.phases) if stop is None else stop
+        start_phase, start_epoch, state = self._resume()   # refuses a run of another config
+        if self.rank == 0:
+            self.dir.write_config()
+        for pi in range(start_phase, stop):
+            self._run_phase(pi, start_epoch if pi == start_phase else 0,
+                            state if pi == start_phase else None)
+
+    # -- phases -------------------------------------------------------------------------
+    def _run_phase(self, pi: int, start_epoch: int, state: dict | None) -> None:
+        phase, cfg, model = self.phases[pi], self.cfg, self.model
+        resuming = state is not None and "optimizer" in state and state["phase"] == pi
+        if not resuming and pi > 0:
+            # Stage II starts from the best Stage I model on validation.
+            prev = ckpt_io.load(self.dir.best(self.phases[pi - 1].name))
+            model.load_state_dict(prev["model"])
+        source = image_source(phase.finetune, cfg, model.backbone)
+        source.configure(model.backbone)
+        opt = make_optimizer(cfg, model, phase.lr)
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + pi)
+        best = -math.inf
+        if state is not None:
+            torch.set_rng_state(state["torch_rng"])
+        if resuming:
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["gen"])
+            best = state["best"]
+        forward = Forward(model, source)
+        if self.world > 1:
+            forward = torch.nn.parallel.DistributedDataParallel(forward)
+        split = self.data.splits["train"]
+        for epoch in range(start_epoch, phase.epochs):
+            t0 = time.perf_counter()
+            plan = EpochPlan(split, cfg, gen)
+            steps = len(plan)
+            sums: dict[str, float] = {}
+            model.train()
+            model.backbone.eval()   # BN statistics of the pretrained CNN stay fixed (SPEC 3.1 caveat)
+            for k in progress(range(steps), desc=phase.name, enable=cfg.progress):
+                lr = set_lr(opt, lr_at(phase.lr, epoch * steps + k, phase.epochs * steps, steps,
+                                       schedule=cfg.schedule, lr_steps=phase.lr_steps,
+                                       warmup=round(cfg.warmup_epochs * steps)))
+                stats = train_step(forward, model, source, split, plan.batch(k), phase, cfg, gen, opt,
+                                   rank=self.rank, world=self.world, device=self.device,
+                                   grad_norms=True)
+                for key, v in stats.items():
+                    sums[key] = sums.get(key, 0.0) + v
+            train_s = time.perf_counter() - t0
+            val = self.validate(source)
+            row = {"phase": phase.name, "epoch": epoch + 1, "lr": lr,
+                   **{key: round(v / max(steps, 1), 5) for key, v in sums.items()},
+                   **{f"val_{key}": v for key, v in val.items() if key in VAL_KEYS},
+                   "samples_s": round(steps * cfg.batch_size / max(train_s, 1e-9), 1),
+                   "epoch_s": round(time.perf_counter() - t0, 2)}
+            self.rows.append(row)
+            self.log(summary_line(row))
+            improved = val["rsum"] > best
+            best = max(best, val["rsum"])
+            payload = self._payload(opt, gen, pi, epoch + 1, best)
+            if self.rank == 0:
+                if improved:
+                    self.dir.save(f"best_{phase.name}.pt", payload)
+                self.dir.save("last.pt", payload)
+                self.dir.write_log(self.rows)
+            barrier(self.world)
+
+    def validate(self, source) -> dict:
+        val = self.data.splits["val"]
+        img, txt = embed_split(self.model, source, val, self.cfg.max_len, self.cfg.val_shift)
+        return evaluate_embeddings(img, txt, val.corpus.caption_image, "1k")
+
+    # -- persistence --------------------------------------------------------------------
+    def _payload(self, opt, gen, pi, epoch, best) -> dict:
+        return {"config": self.cfg.to_dict(), "recipe": self.recipe, "vocab": self.data.vocab.to_dict(),
+                "n_classes": self.data.splits["train"].corpus.n_classes,
+                "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": opt.state_dict(), "gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "phase": pi, "epoch": epoch, "best": best,
+                "log": list(self.rows), "coverage": _plain(self.data.coverage)}
+
+    def _resume(self) -> tuple[int, int, dict | None]:
+        """(phase, epoch, state) to start from: (0, 0, None) for a new run."""
+        state = self.dir.resume_state()
+        if state is None:
+            return 0, 0, None
+        ckpt_io.load_weights(self.model, state["model"], self.dir.file("last.pt"))
+        self.rows = list(state["log"])
+        pi, epoch = state["phase"], state["epoch"]
+        if epoch >= self.phases[pi].epochs:   # that phase ended: go on with the next one
+            pi, epoch = pi + 1, 0
+        if pi < len(self.phases):
+            self.log(f"resuming {self.dir.path.name} at {self.phases[pi].name} epoch {epoch + 1}")
+        return pi, epoch, state
+
+
+def summary_line(row: dict) -> str:
+    return (f"{row['phase']} epoch {row['epoch']:3d}  lr {row['lr']:.3g}  loss {row['loss']:.3f} "
+            f"(rank {row['loss_rank']:.3f} img {row['loss_img']:.3f} txt {row['loss_txt']:.3f})  "
+            f"acc {row['acc_img']:.2f}/{row['acc_txt']:.2f}  val R@1 {row['val_i2t_r1']:.1f}/"
+            f"{row['val_t2i_r1']:.1f} rsum {row['val_rsum']:.1f}  {row['samples_s']:.0f} samples/s  "
+            f"{row['epoch_s']:.0f}s")
+
+
+def _plain(d: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else
+                v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------------------- DDP
+def dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+

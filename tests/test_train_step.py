@@ -1,0 +1,269 @@
+"""The training step on tiny synthetic batches: recipes, batches, mining, DDP sharding, and the
+ranking loss pinned to VSE++'s ContrastiveLoss (pytorch-metric-learning style: one reference each)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dualpath.config import preset
+from dualpath.losses import ranking_loss
+from dualpath.models import build_model
+from dualpath.models.backbones import Backbone
+from dualpath.train import RECIPES, phases_of
+from dualpath.train.inputs import CachedMaps, CachedPooled, Pixels, image_source, synthetic_split
+from dualpath.train.step import EpochPlan, Forward, is_paired, mine, shard_rows, train_step
+
+DIM, VOCAB = 32, 60
+
+
+def tiny_cfg(**kw):
+    base = dict(feature_dim=16, text_width=0.125, text_blocks=[1, 1, 1, 1], embed_dim=8, max_len=12,
+                word_vectors="random", n_candidates=8, batch_size=8, progress=False, device="cpu")
+    return preset("smoke", **{**base, **kw})
+
+
+def tiny_model(cfg, n_classes: int):
+    torch.manual_seed(0)
+    backbone = Backbone("tiny", nn.Identity(), [], DIM)
+    return build_model(cfg, VOCAB + 1, n_classes, backbone=backbone)
+
+
+# ------------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("recipe, expected", [
+    ("paper", [("stage1", (0, 1, 1), 0), ("stage2", (2.0, 1.0, 0.1), 1)]),
+    ("instance", [("stage1", (0, 1, 1), 0)]),
+    ("ranking", [("stage1", (2.0, 0.0, 0.0), 0), ("stage2", (2.0, 0.0, 0.0), 1)]),
+    ("joint", [("stage1", (2.0, 1.0, 0.1), 0), ("stage2", (2.0, 1.0, 0.1), 1)]),
+])
+def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
+    cfg = preset("cpu")   # finetune_blocks 1, lambdas 2 : 1 : 0.1
+    phases = phases_of(cfg, recipe)
+    assert [(p.name, tuple(p.lambdas), p.finetune) for p in phases] == expected
+    assert [p.epochs for p in phases] == [cfg.stage1_epochs, cfg.stage2_epochs][:len(phases)]
+    assert set(RECIPES) == {"paper", "instance", "ranking", "joint"}
+    # only phases with a ranking term mine, and only with the paper's negatives
+    assert [is_paired(p, cfg.replace(negatives="paper")) for p in phases] == [p.lambdas[0] > 0 for p in phases]
+    assert not any(is_paired(p, cfg) for p in phases)   # cpu: negatives 'sum'
+
+
+def test_image_source_follows_the_fine_tuned_blocks():
+    cfg, backbone = tiny_cfg(), Backbone("tiny", nn.Identity(), [], DIM)
+    assert isinstance(image_source(0, cfg, backbone), CachedPooled)
+    maps = image_source(2, cfg, backbone)
+    assert isinstance(maps, CachedMaps) and maps.trainable_blocks == 2
+    assert isinstance(image_source(-1, cfg, backbone), Pixels)
+
+
+# ------------------------------------------------------------------------------- batches
+def test_caption_epochs_use_every_caption_exactly_once():
+    split = synthetic_split(12, 5, dim=DIM, vocab_size=VOCAB)      # 60 captions
+    cfg = tiny_cfg(epoch_unit="captions", batch_size=8)
+    gen = torch.Generator().manual_seed(1)
+    plan = EpochPlan(split, cfg, gen)
+    assert len(plan) == 60 // 8                                     # the last partial batch is dropped
+    batches = [plan.batch(k) for k in range(len(plan))]
+    seen = torch.cat([b.caption for b in batches])
+    assert len(seen) == 56 and len(set(seen.tolist())) == 56
+    for b in batches:
+        assert torch.equal(b.index, split.caption_image[b.caption])
+        assert torch.equal(b.label, split.image_label[b.index])
+    whole = synthetic_split(12, 4, dim=DIM, vocab_size=VOCAB)       # 48 captions: 6 full batches
+    plan = EpochPlan(whole, cfg, gen)
+    assert sorted(torch.cat([plan.batch(k).caption for k in range(len(plan))]).tolist()) == list(range(48))
+    # a second epoch is another order of the same captions
+    again = EpochPlan(whole, cfg, gen)
+    assert not torch.equal(again.caption, plan.caption) and sorted(again.caption.tolist()) == list(range(48))
+
+
+def test_image_epochs_draw_each_image_once_with_one_of_its_captions():
+    split = synthetic_split(20, 3, dim=DIM, vocab_size=VOCAB)
+    gen = torch.Generator().manual_seed(0)
+    plan = EpochPlan(split, tiny_cfg(batch_size=8), gen)
+    assert len(plan) == 2
+    images = torch.cat([plan.batch(k).index for k in range(2)])
+    assert len(set(images.tolist())) == 16
+    caps = split.draw_captions(images, gen)
+    assert torch.equal(split.caption_image[caps], images)
+
+
+def test_encode_matches_the_reference_encoder():
+    from dualpath.data.text import encode_ids
+    split = synthetic_split(10, 3, dim=DIM, vocab_size=VOCAB, max_len=12)
+    caps = torch.tensor([0, 5, 7, 29, 3])
+    for shift in ("random", "left", "center"):
+        a = split.encode(caps, shift, torch.Generator().manual_seed(3))
+        b = encode_ids([split.caption_ids[c] for c in caps.tolist()], 12, shift, torch.Generator().manual_seed(3))
+        assert torch.equal(a, b), shift
+
+
+# -------------------------------------------------------------------------------- mining
+def test_mined_negatives_come_from_outside_the_batch_and_carry_their_own_labels():
+    labels = [i // 2 for i in range(40)]                            # two images per class (CUHK-like)
+    split = synthetic_split(40, 3, dim=DIM, vocab_size=VOCAB, labels=labels)
+    cfg = tiny_cfg(n_candidates=16)
+    model = tiny_model(cfg, 20)
+    gen = torch.Generator().manual_seed(0)
+    batch = EpochPlan(split, cfg, gen).batch(0)
+    caps = split.draw_captions(batch.index, gen)
+    x = CachedPooled().batch(split, batch.index, batch.view)
+    mined, mined_labels = mine(model, CachedPooled(), split, batch, x, caps, batch.label, cfg, gen, "cpu")
+    half = len(batch) // 2
+    assert torch.equal(mined[:half], caps[:half]) and torch.equal(mined_labels[:half], batch.label[:half])
+    mined_images = split.caption_image[mined[half:]]
+    assert not torch.isin(mined_images, batch.index).any()
+    assert torch.equal(mined_labels[half:], split.image_label[mined_images])
+
+
+def test_a_step_trains_and_reports_its_stats():
+    split = synthetic_split(24, 5, dim=DIM, vocab_size=VOCAB)
+    for unit in ("images", "captions"):
+        for neg in ("paper", "sum", "hardest"):
+            cfg = tiny_cfg(negatives=neg, epoch_unit=unit, grad_clip=1.0, optimizer="adamw", lr=1e-3)
+            model = tiny_model(cfg, 24)
+            phase = phases_of(cfg, "paper")[1]
+            source = CachedPooled()
+            source.configure(model.backbone)
+            from dualpath.train.optim import make_optimizer
+            opt = make_optimizer(cfg, model, 1e-3)
+            gen = torch.Generator().manual_seed(0)
+            model.train()
+            before = model.classifier.weight.detach().clone()
+            stats = train_step(Forward(model, source), model, source, split, EpochPlan(split, cfg, gen).batch(0),
+                               phase, cfg, gen, opt, grad_norms=True)
+            assert {"loss", "loss_rank", "loss_img", "loss_txt", "acc_img", "acc_txt",
+                    "grad_image", "grad_text", "grad_classifier"} <= set(stats)
+            assert stats["loss_rank"] > 0 and all(stats[f"grad_{g}"] > 0 for g in ("image", "text", "classifier"))
+            assert not torch.equal(before, model.classifier.weight)
+
+
+def test_in_batch_negatives_skip_other_captions_of_the_same_image():
+    # one-hot embeddings: every other pair scores 0, far under the margin; rows 0 and 2 are two
+    # captions of one image, so without labels each is the other's (violating) negative
+    img = torch.eye(6)[[0, 1, 0, 3, 4, 5]]
+    txt = img.clone()
+    labels = torch.tensor([7, 1, 7, 3, 4, 5])
+    for mode in ("sum", "hardest"):
+        assert ranking_loss(img, txt, 0.2, mode).item() > 0
+        assert ranking_loss(img, txt, 0.2, mode, labels=labels).item() == 0
+    # mined pairs: a negative image of the anchor's own label is no negative either
+    neg_img, neg_txt = torch.eye(6)[[0, 2]], torch.eye(6)[[4, 5]]
+    pair = dict(margin=0.2, mode="paper", neg_img=neg_img, neg_txt=neg_txt)
+    assert ranking_loss(img[:2], txt[:2], **pair).item() > 0
+    assert ranking_loss(img[:2], txt[:2], **pair, labels=labels[:2], neg_labels=torch.tensor([7, 2])).item() == 0
+
+
+# ------------------------------------------------------------------------ DDP sharding
+def test_sharding_keeps_each_anchor_with_its_negatives():
+    n, world = 16, 2
+    parts = [shard_rows(n, r, world, paired=True) for r in range(world)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(n))
+    for rows in parts:
+        anchors = {i for i in rows.tolist() if i < n // 2}
+        negatives = {i - n // 2 for i in rows.tolist() if i >= n // 2}
+        assert anchors == negatives
+    assert torch.equal(shard_rows(10, 1, 2, paired=False), torch.tensor([1, 3, 5, 7, 9]))
+
+
+def _ddp_cfg():
+    return tiny_cfg(dropout=0.0, negatives="paper", batch_size=8)
+
+
+def _one_step(rank: int, world: int):
+    """Gradients and loss of one paired Stage II step (dropout 0, BN on running statistics)."""
+    cfg = _ddp_cfg()
+    split = synthetic_split(30, 3, dim=DIM, vocab_size=VOCAB)
+    model = tiny_model(cfg, 30)
+    phase = phases_of(cfg, "paper")[1]
+    source = CachedPooled()
+    source.configure(model.backbone)
+    model.eval()   # per-rank BN batch statistics would differ from one rank's (no SyncBatchNorm)
+    forward = Forward(model, source)
+    if world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(forward)
+    gen = torch.Generator().manual_seed(5)
+    batch = EpochPlan(split, cfg, gen).batch(0)
+    stats = train_step(forward, model, source, split, batch, phase, cfg, gen, None, rank=rank, world=world)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return stats["loss"], grads
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out: str):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        loss, grads = _one_step(rank, world)
+        torch.save({"loss": loss, "grads": grads}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_match_one_rank(tmp_path: Path):
+    import torch.multiprocessing as mp
+    loss, grads = _one_step(0, 1)
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"out.{r}", weights_only=True) for r in range(2)]
+    assert sum(r["loss"] for r in ranks) / 2 == pytest.approx(loss, rel=1e-5)
+    for r in ranks:   # DDP averages the ranks' gradients: the one-rank gradient of the whole batch
+        assert set(r["grads"]) == set(grads)
+        for name, g in grads.items():
+            torch.testing.assert_close(r["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------- the VSE++ reference loss
+class VSEContrastiveLoss(nn.Module):
+    """VSE++ (fartashf/vsepp, model.py) ContrastiveLoss, written out for comparison."""
+
+    def __init__(self, margin: float = 0.0, max_violation: bool = False):
+        super().__init__()
+        self.margin, self.max_violation = margin, max_violation
+
+    def forward(self, im, s):
+        scores = im @ s.t()                                  # cosine_sim of l2-normalised embeddings
+        diagonal = scores.diag().view(im.size(0), 1)
+        d1 = diagonal.expand_as(scores)
+        d2 = diagonal.t().expand_as(scores)
+        cost_s = (self.margin + scores - d1).clamp(min=0)    # image anchor, caption negatives (rows)
+        cost_im = (self.margin + scores - d2).clamp(min=0)   # caption anchor, image negatives (columns)
+        mask = torch.eye(scores.size(0)) > 0.5
+        cost_s = cost_s.masked_fill(mask, 0)
+        cost_im = cost_im.masked_fill(mask, 0)
+        if self.max_violation:
+            cost_s = cost_s.max(1)[0]
+            cost_im = cost_im.max(0)[0]
+        return cost_s.sum() + cost_im.sum()
+
+
+@pytest.mark.parametrize("mode, max_violation", [("hardest", True), ("sum", False)])
+@pytest.mark.parametrize("margin", [0.2, 1.0])
+def test_ranking_loss_matches_vsepp(mode, max_violation, margin):
+    torch.manual_seed(1)
+    img = torch.randn(10, 16, requires_grad=True)
+    txt = torch.randn(10, 16, requires_grad=True)
+    ours = ranking_loss(img, txt, margin=margin, mode=mode)
+    ref = VSEContrastiveLoss(margin, max_violation)(F.normalize(img, dim=1), F.normalize(txt, dim=1))
+    torch.testing.assert_close(ours, ref / len(img))          # ours divides the sum by the batch size
+    g_ours = torch.autograd.grad(ours, (img, txt))
+    g_ref = torch.autograd.grad(ref / len(img), (img, txt))
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("key, value", [("stage1_epochs", "-3"), ("stage2_epochs", "-1"),
+                                        ("optimizer", "lion"), ("warmup_epochs", "-0.5")])
+def test_cli_bad_value_is_one_error_line_with_status_2(key, value):
+    out = subprocess.run([sys.executable, "-m", "dualpath.train", "--preset", "smoke", "--set",
+                          f"{key}={value}"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DUALPATH_PROGRESS": "0"})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert key in lines[0] and value in lines[0] and "Traceback" not in out.stderr
