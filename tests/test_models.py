@@ -310,3 +310,20 @@ def test_full_paper_size_network():
     assert counts["backbone"] == 23_508_032
     assert counts["classifier"] == 2048 * 29783 + 29783
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_cosine_classifier_is_bounded_by_its_scale_and_zero_scale_is_linear():
+    torch.manual_seed(0)
+    head, text = ImageHead(16, 8, 8, dropout=0.0), TextCNN(20, 6, length=8, width=0.125, blocks=(1, 1, 1, 1),
+                                                           out_dim=8, dropout=0.0)
+    linear = DualPathModel(head, text, n_classes=5, classifier_bias=False)
+    cosine = DualPathModel(head, text, n_classes=5, classifier_bias=False, classifier_scale=16.0)
+    cosine.classifier.load_state_dict(linear.classifier.state_dict())
+    x = torch.randn(4, 8) * 100                       # a large feature: linear logits grow with it
+    assert torch.equal(linear.logits_image(x), linear.classifier(x))
+    logits = cosine.logits_text(x)
+    assert logits.abs().max() <= 16.0 + 1e-4
+    want = 16.0 * F.normalize(x, dim=1) @ F.normalize(linear.classifier.weight, dim=1).t()
+    torch.testing.assert_close(logits, want)
+    # scaling a feature does not change its cosine logits
+    torch.testing.assert_close(cosine.logits_image(3 * x), cosine.logits_image(x))

@@ -80,11 +80,12 @@ def test_step_drops_and_warmup_on_steps():
 
 def test_new_keys_are_validated_by_name():
     for key, bad in (("optimizer", "lion"), ("schedule", "linear"), ("warmup_epochs", -1.0),
-                     ("grad_clip", -0.1), ("epoch_unit", "words"), ("stage2_epochs", -2)):
+                     ("grad_clip", -0.1), ("epoch_unit", "words"), ("stage2_epochs", -2),
+                     ("classifier_scale", -1.0), ("stage1_negatives", "all")):
         with pytest.raises(ConfigError, match=f"'{key}' = {bad!r}"):
             preset("cpu", **{key: bad})
     # defaults reproduce the earlier runs, and leave the run names (digests) as they were
-    cfg = preset("cpu")
+    cfg = preset("ablation")
     assert (cfg.optimizer, cfg.schedule, cfg.warmup_epochs, cfg.grad_clip, cfg.epoch_unit) == (
         "sgd", "step", 0.0, 0.0, "images")
     assert cfg.digest() != cfg.replace(optimizer="adamw").digest()

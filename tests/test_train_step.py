@@ -18,7 +18,7 @@ from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
 from dualpath.train import RECIPES, phases_of
 from dualpath.train.inputs import CachedMaps, CachedPooled, Pixels, image_source, synthetic_split
-from dualpath.train.step import EpochPlan, Forward, is_paired, mine, shard_rows, train_step
+from dualpath.train.step import EpochPlan, Forward, has_instance, is_paired, mine, shard_rows, train_step
 
 DIM, VOCAB = 32, 60
 
@@ -43,14 +43,29 @@ def tiny_model(cfg, n_classes: int):
     ("joint", [("stage1", (2.0, 1.0, 0.1), 0), ("stage2", (2.0, 1.0, 0.1), 1)]),
 ])
 def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
-    cfg = preset("cpu")   # finetune_blocks 1, lambdas 2 : 1 : 0.1
+    cfg = preset("cpu", finetune_blocks=1, lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1,
+                 negatives="sum", stage1_negatives="")
     phases = phases_of(cfg, recipe)
     assert [(p.name, tuple(p.lambdas), p.finetune) for p in phases] == expected
     assert [p.epochs for p in phases] == [cfg.stage1_epochs, cfg.stage2_epochs][:len(phases)]
     assert set(RECIPES) == {"paper", "instance", "ranking", "joint"}
     # only phases with a ranking term mine, and only with the paper's negatives
-    assert [is_paired(p, cfg.replace(negatives="paper")) for p in phases] == [p.lambdas[0] > 0 for p in phases]
-    assert not any(is_paired(p, cfg) for p in phases)   # cpu: negatives 'sum'
+    paper = phases_of(cfg.replace(negatives="paper"), recipe)
+    assert [is_paired(p, cfg) for p in paper] == [p.lambdas[0] > 0 for p in paper]
+    assert not any(is_paired(p, cfg) for p in phases)   # negatives 'sum'
+
+
+def test_the_cpu_recipe_phases():
+    """The book's recipe: Stage I instance losses only; Stage II the hardest-negative ranking loss
+    alone; a ranking term in phase 1 (ranking / joint recipes) sums over the negatives."""
+    cfg = preset("cpu")
+    stage1, stage2 = phases_of(cfg, "paper")
+    assert (stage1.lambdas, stage1.finetune, stage1.lr) == ((0, 1, 1), 0, cfg.lr)
+    assert (tuple(stage2.lambdas), stage2.negatives, stage2.lr) == ((1.0, 0.0, 0.0), "hardest", cfg.stage2_lr)
+    assert [p.negatives for p in phases_of(cfg, "ranking")] == ["sum", "hardest"]
+    assert (cfg.optimizer, cfg.schedule, cfg.epoch_unit, cfg.batch_size) == ("adam", "cosine", "captions", 128)
+    assert cfg.classifier_scale > 0 and not cfg.classifier_bias
+    assert not has_instance(stage2) and has_instance(stage1)
 
 
 def test_image_source_follows_the_fine_tuned_blocks():

@@ -22,4 +22,5 @@ def build_model(cfg: Config, vocab_size: int, n_classes: int, embedding_init=Non
                    cfg.feature_dim, cfg.dropout, embedding_init=embedding_init,
                    bn_momentum=cfg.bn_momentum)
     return DualPathModel(head, text, n_classes, shared_classifier=cfg.shared_classifier,
-                         classifier_bias=cfg.classifier_bias, backbone=backbone)
+                         classifier_bias=cfg.classifier_bias,
+                         classifier_scale=cfg.classifier_scale, backbone=backbone)

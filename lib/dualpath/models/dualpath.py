@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -30,10 +31,17 @@ class DualPathModel(nn.Module):
     W_share is literally one tensor; without it (ablation) there are `classifier_image` and
     `classifier_text`.  `backbone` is optional: Stage I trains on cached pooled features, Stage II may
     fine-tune the backbone from pixels.
+
+    `classifier_scale` 0 is the paper's linear classifier. A positive scale s makes it a cosine
+    classifier, logits = s * cos(f, w_c) (+ bias): a branch can then raise its logits only by pointing
+    its feature at its class's row, not by growing the feature, so the image branch, which fits its
+    classes first, cannot win the softmax on norm alone and the rows stay where the text can reach
+    them (measured in book/differences.md).
     """
 
     def __init__(self, image_head: ImageHead, text_cnn: TextCNN, n_classes: int, shared_classifier: bool = True,
-                 classifier_bias: bool = True, backbone: Backbone | None = None) -> None:
+                 classifier_bias: bool = True, backbone: Backbone | None = None,
+                 classifier_scale: float = 0.0) -> None:
         super().__init__()
         if image_head.out_dim != text_cnn.out_dim:
             raise ConfigError(f"image and text embeddings differ in size: {image_head.out_dim} vs {text_cnn.out_dim}")
@@ -44,6 +52,7 @@ class DualPathModel(nn.Module):
         self.text_cnn = text_cnn
         self.n_classes = n_classes
         self.shared_classifier = shared_classifier
+        self.classifier_scale = float(classifier_scale)
         dim = image_head.out_dim
         if shared_classifier:
             self.classifier = _classifier(dim, n_classes, classifier_bias)
@@ -74,10 +83,24 @@ class DualPathModel(nn.Module):
         return self.image_head(self.backbone(pixels))
 
     def logits_image(self, drop: torch.Tensor) -> torch.Tensor:
-        return self.classifier_for("image")(drop)
+        return self._logits(self.classifier_for("image"), drop)
 
     def logits_text(self, drop: torch.Tensor) -> torch.Tensor:
-        return self.classifier_for("text")(drop)
+        return self._logits(self.classifier_for("text"), drop)
+
+    def logits_both(self, img_drop: torch.Tensor, txt_drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image logits, text logits); a shared classifier scores both batches in one product."""
+        if not self.shared_classifier:
+            return self.logits_image(img_drop), self.logits_text(txt_drop)
+        both = self._logits(self.classifier, torch.cat([img_drop, txt_drop]))
+        return both[:len(img_drop)], both[len(img_drop):]
+
+    def _logits(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        if not self.classifier_scale:
+            return layer(x)
+        cos = F.linear(F.normalize(x, dim=1), F.normalize(layer.weight, dim=1))
+        logits = self.classifier_scale * cos
+        return logits if layer.bias is None else logits + layer.bias
 
     def forward(self, image: torch.Tensor, ids: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Both branches and their logits.
@@ -87,8 +110,7 @@ class DualPathModel(nn.Module):
         """
         img = self.image_from_pixels(image) if image.dim() == 4 else self.image_branch(image)
         txt = self.text_branch(ids)
-        img["logits"] = self.logits_image(img["drop"])
-        txt["logits"] = self.logits_text(txt["drop"])
+        img["logits"], txt["logits"] = self.logits_both(img["drop"], txt["drop"])
         return {"image": img, "text": txt}
 
     def count_parameters(self) -> dict[str, int]:

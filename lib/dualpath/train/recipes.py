@@ -38,6 +38,7 @@ class Phase:
     finetune: int        # backbone top blocks trained: 0 frozen, -1 all (pixels)
     lr: float
     lr_steps: list[int]
+    negatives: str = "paper"   # negatives of the ranking term (when the phase has one)
 
 
 def phases_of(cfg: Config, recipe: str) -> list[Phase]:
@@ -49,8 +50,9 @@ def phases_of(cfg: Config, recipe: str) -> list[Phase]:
     for name, lam in RECIPES[recipe]:
         lam = stage2 if lam is None else (cfg.lambda_rank, 0.0, 0.0) if lam == "rank" else lam
         if name == "stage1":
-            out.append(Phase(name, cfg.stage1_epochs, lam, 0, cfg.lr, list(cfg.stage1_lr_steps)))
+            out.append(Phase(name, cfg.stage1_epochs, lam, 0, cfg.lr, list(cfg.stage1_lr_steps),
+                             cfg.stage1_negatives or cfg.negatives))
         else:
             out.append(Phase(name, cfg.stage2_epochs, lam, cfg.finetune_blocks, cfg.stage2_lr,
-                             list(cfg.stage2_lr_steps)))
+                             list(cfg.stage2_lr_steps), cfg.negatives))
     return [p for p in out if p.epochs > 0]

@@ -81,20 +81,27 @@ class EpochPlan:
 class Forward(torch.nn.Module):
     """Both branches from (source rows, word ids): one module, so DDP can wrap it."""
 
-    def __init__(self, model, source: ImageSource):
+    def __init__(self, model, source: ImageSource, instance: bool = True):
         super().__init__()
-        self.model, self.source = model, source
+        self.model, self.source, self.instance = model, source, instance
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor):
         m = self.model
         img = m.image_branch(self.source.pool(m.backbone, x))
         txt = m.text_branch(ids)
-        return img, txt, m.logits_image(img["drop"]), m.logits_text(txt["drop"])
+        if not self.instance:   # a ranking-only phase: the N-way classifier would double the step's cost
+            return img, txt, None, None
+        return (img, txt, *m.logits_both(img["drop"], txt["drop"]))
+
+
+def has_instance(phase: Phase) -> bool:
+    """Whether the phase trains either instance loss (and so needs the classifier)."""
+    return phase.lambdas[1] > 0 or phase.lambdas[2] > 0
 
 
 def is_paired(phase: Phase, cfg: Config) -> bool:
     """Whether the phase mines each anchor's negative pair (SPEC 3.3)."""
-    return phase.lambdas[0] > 0 and cfg.negatives == "paper"
+    return phase.lambdas[0] > 0 and phase.negatives == "paper"
 
 
 def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
@@ -156,9 +163,13 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     labels_img, labels_txt = labels_img[shard], labels_txt[shard]
     with _autocast(device, cfg.amp):
         img, txt, log_img, log_txt = forward(x_all[shard].to(device), ids[shard].to(device))
-        l_img, l_txt = instance_loss(log_img.float(), log_txt.float(), labels_img.to(device),
-                                     labels_txt.to(device))
-        l_rank = (rank_loss(img["act"].float(), txt["act"].float(), labels_img.to(device), paired, cfg)
+        if log_img is None:
+            l_img = l_txt = torch.zeros((), device=device)
+        else:
+            l_img, l_txt = instance_loss(log_img.float(), log_txt.float(), labels_img.to(device),
+                                         labels_txt.to(device))
+        l_rank = (rank_loss(img["act"].float(), txt["act"].float(), labels_img.to(device), paired, cfg,
+                            phase.negatives)
                   if lam_rank else torch.zeros((), device=device))
         loss = lam_rank * l_rank + lam_img * l_img + lam_txt * l_txt
     params = [p for g in (opt.param_groups if opt is not None else []) for p in g["params"]]
@@ -176,8 +187,10 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     if opt is not None:
         opt.step()
     with torch.no_grad():
-        acc_img = (log_img.argmax(1).cpu() == labels_img).float().mean().item()
-        acc_txt = (log_txt.argmax(1).cpu() == labels_txt).float().mean().item()
+        acc_img = acc_txt = float("nan")   # not measured in a ranking-only phase
+        if log_img is not None:
+            acc_img = (log_img.argmax(1).cpu() == labels_img).float().mean().item()
+            acc_txt = (log_txt.argmax(1).cpu() == labels_txt).float().mean().item()
     value = loss.item()
     if not math.isfinite(value):
         raise FloatingPointError(f"loss became {value} in {phase.name}; lower the learning rate "
@@ -188,14 +201,14 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
 
 
 def rank_loss(img: torch.Tensor, txt: torch.Tensor, labels: torch.Tensor, paired: bool,
-              cfg: Config) -> torch.Tensor:
+              cfg: Config, negatives: str) -> torch.Tensor:
     """The ranking term: mined pairs (rows ``half + i`` are anchor ``i``'s negatives) or in-batch."""
     if paired:
         half = img.shape[0] // 2
         return ranking_loss(img[:half], txt[:half], margin=cfg.margin, mode="paper",
                             neg_img=img[half:], neg_txt=txt[half:],
                             labels=labels[:half], neg_labels=labels[half:])
-    return ranking_loss(img, txt, margin=cfg.margin, mode=cfg.negatives, labels=labels)
+    return ranking_loss(img, txt, margin=cfg.margin, mode=negatives, labels=labels)
 
 
 def group_grad_norms(model) -> dict[str, float]:

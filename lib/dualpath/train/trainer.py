@@ -18,7 +18,7 @@ from .inputs import TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
 from .recipes import phases_of
 from .rundir import RunDir
-from .step import EpochPlan, Forward, device_of, train_step
+from .step import EpochPlan, Forward, device_of, has_instance, train_step
 
 VAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
@@ -52,6 +52,9 @@ class Trainer:
             model.load_state_dict(prev["model"])
         source = image_source(phase.finetune, cfg, model.backbone)
         source.configure(model.backbone)
+        instance = has_instance(phase)
+        for c in {id(model.classifier_for(m)): model.classifier_for(m) for m in ("image", "text")}.values():
+            c.requires_grad_(instance)   # unused in a ranking-only phase: out of the optimiser and DDP
         opt = make_optimizer(cfg, model, phase.lr)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + pi)
         best = -math.inf
@@ -61,7 +64,7 @@ class Trainer:
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["gen"])
             best = state["best"]
-        forward = Forward(model, source)
+        forward = Forward(model, source, instance)
         if self.world > 1:
             forward = torch.nn.parallel.DistributedDataParallel(forward)
         split = self.data.splits["train"]
