@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke
+.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke central
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -47,6 +47,10 @@ test: venv                   ## the test suite (CI runs this)
 ablations: venv             ## the ablation sweep (about two hours on 2 cores (measured: 46 runs in about 2 h of wall time)) -> book/tables/ablations.csv
 	$(PY) -m dualpath.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
+
+central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
+	$(PY) -m dualpath.sweep grids/central.yaml --out runs/sweeps --jobs 2
+	cp runs/sweeps/central/results.csv book/tables/central.csv
 
 ablations-smoke: venv       ## the sweep machinery on the mini splits, in a minute
 	$(PY) -m dualpath.sweep grids/smoke.yaml --out runs/sweeps --jobs 2

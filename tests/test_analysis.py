@@ -131,3 +131,16 @@ def test_reference_tables():
     assert len(ratios) == 5 and (ratios.ratio > 0.5).all() and (ratios.ratio < 1).all()
     with pytest.raises(ValueError):
         analysis.reference_table("nowhere")
+
+
+def test_stage2_sentence_follows_the_config():
+    from dualpath.analysis import stage2_sentence
+    from dualpath.config import preset
+
+    book = stage2_sentence(preset("cpu"))
+    assert "ranking loss alone" in book and "hardest negative in the batch" in book
+    assert "mined" not in book and "frozen" in book and "cosine" in book
+    mined = stage2_sentence(preset("cpu", negatives="paper", n_candidates=64, finetune_blocks=1,
+                                   lambda_img=1.0, lambda_txt=0.1))
+    assert "hardest of 64 captions" in mined and "top 1 block(s)" in mined and "1 : 0.1" in mined
+    assert "every negative in the batch" in stage2_sentence(preset("cpu", negatives="sum"))

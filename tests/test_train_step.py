@@ -41,6 +41,7 @@ def tiny_model(cfg, n_classes: int):
     ("instance", [("stage1", (0, 1, 1), 0)]),
     ("ranking", [("stage1", (2.0, 0.0, 0.0), 0), ("stage2", (2.0, 0.0, 0.0), 1)]),
     ("joint", [("stage1", (2.0, 1.0, 0.1), 0), ("stage2", (2.0, 1.0, 0.1), 1)]),
+    ("both", [("stage1", (2.0, 1.0, 1.0), 0), ("stage2", (2.0, 1.0, 0.1), 1)]),
 ])
 def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
     cfg = preset("cpu", finetune_blocks=1, lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1,
@@ -48,7 +49,7 @@ def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
     phases = phases_of(cfg, recipe)
     assert [(p.name, tuple(p.lambdas), p.finetune) for p in phases] == expected
     assert [p.epochs for p in phases] == [cfg.stage1_epochs, cfg.stage2_epochs][:len(phases)]
-    assert set(RECIPES) == {"paper", "instance", "ranking", "joint"}
+    assert set(RECIPES) == {"paper", "instance", "ranking", "joint", "both"}
     # only phases with a ranking term mine, and only with the paper's negatives
     paper = phases_of(cfg.replace(negatives="paper"), recipe)
     assert [is_paired(p, cfg) for p in paper] == [p.lambdas[0] > 0 for p in paper]

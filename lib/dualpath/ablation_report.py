@@ -16,6 +16,7 @@ from .errors import DataError
 from .paths import REPO_ROOT
 
 ABLATIONS_CSV = REPO_ROOT / "book" / "tables" / "ablations.csv"
+CENTRAL_CSV = REPO_ROOT / "book" / "tables" / "central.csv"     # grids/central.yaml, the book's budget
 METRICS = ("rsum", "i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10")
 
 
@@ -68,13 +69,24 @@ FAMILIES: tuple[Family, ...] = (
            "Stage II needs the ranking loss on top of the instance losses", "loss-paper",
            "weights-0-1-0.1"),
 )
-FAMILY = {f.key: f for f in FAMILIES}
+# The loss comparison again at the book's budget (grids/central.yaml, book/tables/central.csv):
+# the same Stage II for every arm, only phase 1 differs.
+CENTRAL = Family("central", "Losses at the book's budget",
+                 ("loss-paper", "loss-ranking", "loss-both"),
+                 ("instance losses first (Stage I, the paper)", "ranking loss first",
+                  "ranking + instance losses first"),
+                 "learning with the instance loss first (Stage I) gives the ranking loss a better "
+                 "start than the ranking loss alone", "loss-paper", "loss-ranking")
+FAMILY = {f.key: f for f in (*FAMILIES, CENTRAL)}
 
 
-def load(path: str | Path = ABLATIONS_CSV) -> pd.DataFrame:
-    """The finished runs of the sweep (one row per arm and seed)."""
+def load(path: str | Path = ABLATIONS_CSV, *, missing_ok: bool = False) -> pd.DataFrame:
+    """The finished runs of the sweep (one row per arm and seed); with ``missing_ok`` an absent
+    file is an empty table (a sweep not run yet)."""
     path = Path(path)
     if not path.is_file():
+        if missing_ok:
+            return pd.DataFrame(columns=["arm", "seed", "status", *METRICS])
         raise DataError(f"{path} not found: run `make ablations` to produce it (about two hours on "
                         f"two cores)")
     table = pd.read_csv(path)
@@ -216,10 +228,12 @@ def budget_sentence() -> str:
 
     short, book, full = preset("ablation"), preset("cpu"), preset("paper")
     share = 100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs)
-    return (f"**Budget.** Every arm trains {short.stage1_epochs} + {short.stage2_epochs} epochs (the loss "
-            f"arms share that total), {share:.1f}% of the paper's {full.stage1_epochs} + "
-            f"{full.stage2_epochs}; the book's own run (chapter Stage II) trains {book.stage1_epochs} + "
-            f"{book.stage2_epochs}. A verdict holds on this budget: with longer training the balance "
+    return (f"**Budget.** Every arm trains {short.stage1_epochs} + {short.stage2_epochs} epochs over the "
+            f"training {short.epoch_unit} with {short.optimizer.upper()} (the loss arms share that total), "
+            f"{share:.1f}% of the paper's {full.stage1_epochs} + {full.stage2_epochs}; the book's own "
+            f"run (chapter Stage II) trains {book.stage1_epochs} + {book.stage2_epochs} epochs over the "
+            f"training {book.epoch_unit}, and the losses are compared at that budget on the loss page. "
+            "A verdict holds on this budget: with longer training the balance "
             "between the losses can change, which is why each sentence says *on this budget*.")
 
 

@@ -340,3 +340,28 @@ def flickr8k_vs_flickr30k() -> pd.DataFrame:
                 rows.append({"method": m8, "Flickr30k row": m30, "R-sum Flickr8k": round(a.sum(), 1),
                              "R-sum Flickr30k": round(b.sum(), 1), "ratio": round(a.sum() / b.sum(), 3)})
     return pd.DataFrame(rows).set_index("method")
+
+
+def stage2_sentence(cfg: Config) -> str:
+    """What Stage II of ``cfg`` trains, in one sentence generated from the config (never a template
+    that assumes one recipe): loss weights, negatives, fine-tuning, epochs and schedule."""
+    weights = f"{cfg.lambda_rank:g} : {cfg.lambda_img:g} : {cfg.lambda_txt:g}"
+    losses = ("the ranking loss alone" if cfg.lambda_img == cfg.lambda_txt == 0
+              else f"ranking and instance losses weighted {weights} (ranking : image : text)")
+    negatives = {
+        "paper": f"each image anchor's negative caption mined as the hardest of {cfg.n_candidates} "
+                 "captions of other images and a random negative image (SPEC 3.3)",
+        "hardest": "the hardest negative in the batch in each direction (VSE++)",
+        "sum": "every negative in the batch, summed (VSE0)",
+    }[cfg.negatives]
+    tuned = ("the image CNN frozen" if cfg.finetune_blocks == 0 else "the whole image CNN fine-tuned"
+             if cfg.finetune_blocks == -1 else f"the top {cfg.finetune_blocks} block(s) of the image "
+             "CNN fine-tuned")
+    schedule = (f"the learning rate decaying from {cfg.stage2_lr:g} to 0 along a cosine"
+                if cfg.schedule == "cosine" else
+                f"learning rate {cfg.stage2_lr:g}" + (f", divided by 10 at epoch(s) "
+                                                      f"{', '.join(map(str, cfg.stage2_lr_steps))}"
+                                                      if cfg.stage2_lr_steps else ""))
+    return (f"Stage II trains {losses} with margin {cfg.margin:g} and {negatives}, with {tuned}, "
+            f"for {cfg.stage2_epochs} epochs of {cfg.optimizer.upper() if cfg.optimizer == 'sgd' else cfg.optimizer.capitalize()}, "
+            f"{schedule}.")

@@ -7,6 +7,7 @@ a message that names the key, because a silently ignored typo would train the wr
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import typing
@@ -26,7 +27,7 @@ EPOCH_UNITS = ("images", "captions")
 # (today's behaviour) they are left out of the digest, so existing run names stay valid.
 LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "grad_clip": 0.0,
               "epoch_unit": "images", "classifier_scale": 0.0,
-              "stage1_negatives": ""}
+              "stage1_negatives": "", "rank_features": "act"}
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Config:
     lambda_txt: float = 0.1
     margin: float = 1.0
     negatives: str = "paper"
+    rank_features: str = "act"        # what the ranking loss compares: 'act' post-ReLU (official code) | 'feat' pre-ReLU (as tested)
     stage1_negatives: str = ""        # negatives of a ranking term in phase 1 (ranking / joint recipes); '': `negatives`
     n_candidates: int = 256           # captions scored to mine each hard negative (SPEC 3.3)
     finetune_blocks: int = 2          # top backbone blocks trained in stage II; -1 = all (images, GPU)
@@ -105,6 +107,7 @@ class Config:
     def validate(self) -> None:
         checks = [
             (self.negatives in NEGATIVE_MODES, "negatives", f"one of {NEGATIVE_MODES}"),
+            (self.rank_features in ("act", "feat"), "rank_features", "'act' (post-ReLU) or 'feat' (pre-ReLU)"),
             (self.stage1_negatives in ("", *NEGATIVE_MODES), "stage1_negatives",
              f"'' (same as negatives) or one of {NEGATIVE_MODES}"),
             (self.train_shift in SHIFT_POLICIES, "train_shift", f"one of {SHIFT_POLICIES}"),
@@ -152,8 +155,10 @@ class Config:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys are "
-                              f"{sorted(known)}")
+            close = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+            hint = "; ".join(f"did you mean {c[0]!r} for {k!r}?" for k, c in close.items() if c)
+            raise ConfigError(f"{source}: unknown key(s) {unknown}" + (f"; {hint}" if hint else "")
+                              + f"; valid keys are {sorted(known)}")
         hints = typing.get_type_hints(cls)
         clean = {k: _coerce(k, v, hints[k], source) for k, v in values.items()}
         return cls(**clean)

@@ -174,7 +174,12 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     backbone = BACKBONE_NAMES.get(cfg.backbone, cfg.backbone)
     spatial = cfg.backbone != "vgg19"
     grid = math.ceil(cfg.image_size / 32)
-    tuned = "all" if cfg.finetune_blocks == -1 else f"top {cfg.finetune_blocks}"
+    tuned = ("frozen in both stages" if cfg.finetune_blocks == 0 else
+             "frozen in stage I; all blocks fine-tuned in stage II" if cfg.finetune_blocks == -1 else
+             f"frozen in stage I; top {cfg.finetune_blocks} blocks fine-tuned in stage II")
+    # cached views: 0 the image, 1 its mirror, 2.. random crops (train_views); pixels: crops each epoch
+    augment = ("flip, crop" if cfg.finetune_blocks == -1 or cfg.train_views > 2 else
+               "and its mirror" if cfg.train_views == 2 else "whole image")
     words = ("GloVe" if cfg.word_vectors.startswith("glove") else
              "random" if cfg.word_vectors == "random" else "word2vec")
 
@@ -207,7 +212,7 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     wi = 14.5
     pool = (f"{grid}×{grid}×{head_in} → avg pool" if spatial else f"fc6, fc7 → {head_in}")
     i_boxes = [
-        _box(ax, xs_i[0], y_img, wi, h, f"image\n{cfg.image_size}×{cfg.image_size}×3\nflip, crop",
+        _box(ax, xs_i[0], y_img, wi, h, f"image\n{cfg.image_size}×{cfg.image_size}×3\n{augment}",
              IMAGE_COLOR),
         _box(ax, xs_i[1], y_img, wi, h, f"{backbone}\nImageNet-pretrained\n{pool}", IMAGE_COLOR,
              linestyle="--"),
@@ -219,24 +224,25 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     for row in (t_boxes, i_boxes):
         for a, b in zip(row, row[1:]):
             _arrow(ax, _right(a), _left(b))
-    ax.text(xs_i[1], y_img + h / 2 + 1.2, f"frozen in stage I; {tuned} blocks fine-tuned in stage II",
+    ax.text(xs_i[1], y_img + h / 2 + 1.2, tuned,
             ha="center", va="bottom", fontsize=7, style="italic")
 
     # --- shared classifier and losses
     name = "W_share" if cfg.shared_classifier else "W_img, W_txt"
     bias = " + b" if cfg.classifier_bias else ""
+    kind = f"{cfg.classifier_scale:g}·cos(f, w_c){bias}" if cfg.classifier_scale else f"{dim}→{n_text}{bias}"
     cls = _box(ax, 108, y_mid, 14, 12,
-               f"{name}\n{dim}→{n_text}{bias}\none class per\n{data_name} train "
+               f"{name}\n{kind}\n{n_text} classes, one per\n{data_name} train "
                f"{'identity' if cfg.dataset == 'cuhk_pedes' else 'image'}",
                SHARED_COLOR, alpha=0.25)
     _arrow(ax, _right(i_boxes[-1]), (cls[0] - cls[2] / 2, y_mid + 3), rad=-0.15)
     _arrow(ax, _right(t_boxes[-1]), (cls[0] - cls[2] / 2, y_mid - 3), rad=0.15)
-    l_img = _box(ax, 127, y_img, 13, 7, f"L_img (λ2 = {cfg.lambda_img:g})\nsoftmax CE, class c", LOSS_COLOR)
-    l_txt = _box(ax, 127, y_txt, 13, 7, f"L_txt (λ3 = {cfg.lambda_txt:g})\nsoftmax CE, class c", LOSS_COLOR)
+    l_img = _box(ax, 127, y_img, 13, 7, f"L_img (λ2: 1 | {cfg.lambda_img:g})\nsoftmax CE, class c", LOSS_COLOR)
+    l_txt = _box(ax, 127, y_txt, 13, 7, f"L_txt (λ3: 1 | {cfg.lambda_txt:g})\nsoftmax CE, class c", LOSS_COLOR)
     _arrow(ax, (cls[0] + cls[2] / 2, y_mid + 3), _left(l_img), rad=0.15)
     _arrow(ax, (cls[0] + cls[2] / 2, y_mid - 3), _left(l_txt), rad=-0.15)
     rank = _box(ax, 92, y_mid, 13, 8.5,
-                f"L_rank (λ1 = {cfg.lambda_rank:g})\ncosine, margin α = {cfg.margin:g}\n"
+                f"L_rank (λ1: 0 | {cfg.lambda_rank:g})\ncosine, margin α = {cfg.margin:g}\n"
                 f"negatives: {cfg.negatives}", LOSS_COLOR)
     _arrow(ax, (xs_i[3], y_img - h / 2), (rank[0] - 2, y_mid + rank[3] / 2), ls="--", rad=0.1)
     _arrow(ax, (xs_t[7] - 3, y_txt + h / 2), (rank[0] - 2, y_mid - rank[3] / 2), ls="--", rad=0.0)
@@ -244,7 +250,7 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
             ha="center", va="center", fontsize=7, style="italic", color="#444444")
     ax.text(60, y_mid - 2.5,
             f"stage I: λ2·L_img + λ3·L_txt ({cfg.stage1_epochs} epochs)   ·   stage II: "
-            f"λ1·L_rank + λ2·L_img + λ3·L_txt ({cfg.stage2_epochs} epochs)",
+            f"λ1·L_rank + λ2·L_img + λ3·L_txt ({cfg.stage2_epochs} epochs)   ·   λ: stage I | stage II",
             ha="center", va="center", fontsize=7, color="#444444")
     ax.text(-3.5, y_img + h / 2 + 1.2, "image branch", fontsize=9, fontweight="bold", color=IMAGE_COLOR,
             va="bottom")

@@ -11,7 +11,13 @@ paper       instance                      rank + instance, backbone top blocks
 instance    instance                      (none)
 ranking     rank                          rank, backbone top blocks
 joint       rank + instance               rank + instance, backbone top blocks
+both        rank + Stage I's instance     rank + instance, backbone top blocks
 ==========  ============================  =====================================
+
+``joint`` weights both phases with the Stage II weights. ``both`` keeps the paper's Stage II and
+changes only what phase 1 trains: the ranking loss beside Stage I's instance losses (1 : 1). With
+``paper`` (instance first) and ``ranking`` (ranking first) it isolates the paper's central claim
+when Stage II is the same for all three, as in the cpu preset (Stage II = ranking alone).
 """
 from __future__ import annotations
 
@@ -20,13 +26,14 @@ from dataclasses import dataclass
 from ..config import Config
 from ..errors import ConfigError
 
-# Loss weights of each slot: a (rank, img, txt) tuple, "rank" (ranking only, at lambda_rank) or
-# None (the config's Stage II weights lambda_rank : lambda_img : lambda_txt).
+# Loss weights of each slot: a (rank, img, txt) tuple, "rank" (ranking only, at lambda_rank),
+# "both" (lambda_rank : 1 : 1) or None (the config's Stage II weights lambda_rank : lambda_img : lambda_txt).
 RECIPES = {
     "paper": [("stage1", (0, 1, 1)), ("stage2", None)],
     "instance": [("stage1", (0, 1, 1))],
     "ranking": [("stage1", "rank"), ("stage2", "rank")],
     "joint": [("stage1", None), ("stage2", None)],
+    "both": [("stage1", "both"), ("stage2", None)],
 }
 
 
@@ -48,7 +55,8 @@ def phases_of(cfg: Config, recipe: str) -> list[Phase]:
     stage2 = (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt)
     out = []
     for name, lam in RECIPES[recipe]:
-        lam = stage2 if lam is None else (cfg.lambda_rank, 0.0, 0.0) if lam == "rank" else lam
+        lam = {None: stage2, "rank": (cfg.lambda_rank, 0.0, 0.0),
+               "both": (cfg.lambda_rank, 1.0, 1.0)}.get(lam, lam) if not isinstance(lam, tuple) else lam
         if name == "stage1":
             out.append(Phase(name, cfg.stage1_epochs, lam, 0, cfg.lr, list(cfg.stage1_lr_steps),
                              cfg.stage1_negatives or cfg.negatives))

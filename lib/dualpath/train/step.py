@@ -168,7 +168,8 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
         else:
             l_img, l_txt = instance_loss(log_img.float(), log_txt.float(), labels_img.to(device),
                                          labels_txt.to(device))
-        l_rank = (rank_loss(img["act"].float(), txt["act"].float(), labels_img.to(device), paired, cfg,
+        l_rank = (rank_loss(img[cfg.rank_features].float(), txt[cfg.rank_features].float(),
+                            labels_img.to(device), paired, cfg,
                             phase.negatives)
                   if lam_rank else torch.zeros((), device=device))
         loss = lam_rank * l_rank + lam_img * l_img + lam_txt * l_txt
