@@ -160,4 +160,4 @@ def test_budget_sentence_follows_the_presets():
     text = ar.budget_sentence()
     short, book = preset("ablation"), preset("cpu")
     assert f"{short.stage1_epochs} + {short.stage2_epochs} epochs" in text
-    assert f"trains {book.stage1_epochs} + {book.stage2_epochs}." in text
+    assert f"trains {book.stage1_epochs} + {book.stage2_epochs} epochs over the training captions" in text
