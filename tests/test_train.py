@@ -227,12 +227,15 @@ def test_the_book_recipe_learns_clearly_above_chance(tmp_path: Path):
 
     cfg = preset("cpu", subset="mini", text_width=0.125, feature_dim=256, stage1_epochs=10,
                  stage2_epochs=6, test_shift="center", batch_size=32, progress=False)
+    # fill the feature cache first: a run that extracts it trains to other numbers than one that
+    # reads it (a known determinism gap, #11), and this floor is calibrated on a run that reads it
+    prepare(cfg, log=lambda *a: None)
     train(cfg, tmp_path / "run", log=lambda *a: None)
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     header = log[0].split(",")
     rows = [dict(zip(header, line.split(","))) for line in log[1:]]
     best = {phase: max(float(r["val_rsum"]) for r in rows if r["phase"] == phase) for phase in ("stage1", "stage2")}
-    val = prepare(cfg, log=lambda *a: None).splits["val"].corpus
+    val = prepare(cfg, log=lambda *a: None).splits["val"].corpus   # from the cache
     gen = torch.Generator().manual_seed(0)
     chance = torch.tensor([evaluate_embeddings(torch.randn(val.n_images, 64, generator=gen),
                                                torch.randn(len(val.caption_image), 64, generator=gen),
