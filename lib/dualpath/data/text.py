@@ -164,19 +164,23 @@ def encode_ids(ids_list: Sequence[Sequence[int]], length: int, shift: str = "ran
     _check_length(length)
     out = torch.zeros(len(ids_list), length, dtype=torch.long)
     sizes = torch.tensor([min(len(ids), length) for ids in ids_list], dtype=torch.long)
-    slack = length - sizes
-    if shift == "random":
-        # One draw per row, even for empty rows, so a row's offset doesn't depend on its neighbours' lengths.
-        u = torch.rand(len(ids_list), generator=generator)
-        offsets = torch.minimum((u * (slack + 1)).long(), slack)
-    elif shift == "center":
-        offsets = slack // 2
-    else:
-        offsets = torch.zeros_like(slack)
+    offsets = shift_offsets(length - sizes, shift, generator)
     for row, (ids, n, start) in enumerate(zip(ids_list, sizes.tolist(), offsets.tolist())):
         if n:
             out[row, start:start + n] = torch.as_tensor(ids[:n], dtype=torch.long)
     return out
+
+
+def shift_offsets(slack: torch.Tensor, shift: str,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Start offset of each sentence with ``slack`` = length - words free positions, by ``shift``."""
+    if shift == "random":
+        # One draw per row, even for empty rows, so a row's offset doesn't depend on its neighbours' lengths.
+        u = torch.rand(len(slack), generator=generator)
+        return torch.minimum((u * (slack + 1)).long(), slack)
+    if shift == "center":
+        return slack // 2
+    return torch.zeros_like(slack)
 
 
 def all_shifts(ids: Sequence[int], length: int) -> torch.Tensor:

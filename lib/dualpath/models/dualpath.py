@@ -68,6 +68,10 @@ class DualPathModel(nn.Module):
             return self.classifier
         return self.classifier_image if modality == "image" else self.classifier_text
 
+    def classifiers(self) -> list[nn.Linear]:
+        """The distinct classifier modules: one when shared, else the image's and the text's."""
+        return [self.classifier] if self.shared_classifier else [self.classifier_image, self.classifier_text]
+
     def image_branch(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Pooled backbone features [B, C] -> dict(feat, act, drop)."""
         return self.image_head(pooled)
@@ -117,8 +121,7 @@ class DualPathModel(nn.Module):
         """Parameter counts per part and in total (a shared classifier counted once)."""
         parts = {"backbone": self.backbone, "image_head": self.image_head, "text_cnn": self.text_cnn}
         counts = {k: _count(m) if m is not None else 0 for k, m in parts.items()}
-        classifiers = {id(self.classifier_for(m)): self.classifier_for(m) for m in ("image", "text")}
-        counts["classifier"] = sum(_count(m) for m in classifiers.values())
+        counts["classifier"] = sum(_count(m) for m in self.classifiers())
         counts["total"] = _count(self)
         return counts
 

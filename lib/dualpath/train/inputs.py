@@ -24,7 +24,7 @@ from ..config import Config
 from ..data.corpus import Corpus
 from ..data.images import load_image, train_transform
 from ..data.registry import load_corpus
-from ..data.text import Vocabulary
+from ..data.text import Vocabulary, shift_offsets
 from ..data.wordvec import embedding_matrix, load_glove_package, load_word_vectors
 from ..embed import image_embeddings_from_inputs, image_embeddings_from_pixels, text_embeddings
 from ..errors import DataError
@@ -83,14 +83,7 @@ class Split:
         """Word ids [B, max_len] of ``captions`` placed by ``shift`` (``data.text.encode_ids``, batched)."""
         n = self.lengths[captions]
         length = self.packed.shape[1]
-        slack = length - n
-        if shift == "random":
-            u = torch.rand(len(captions), generator=gen)
-            offsets = torch.minimum((u * (slack + 1)).long(), slack)
-        elif shift == "center":
-            offsets = slack // 2
-        else:
-            offsets = torch.zeros_like(slack)
+        offsets = shift_offsets(length - n, shift, gen)
         pos = torch.arange(length)[None, :] - offsets[:, None]       # source position of each slot
         keep = (pos >= 0) & (pos < n[:, None])
         rows = self.packed[captions].gather(1, pos.clamp(0, length - 1))

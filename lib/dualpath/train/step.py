@@ -214,9 +214,8 @@ def rank_loss(img: torch.Tensor, txt: torch.Tensor, labels: torch.Tensor, paired
 
 def group_grad_norms(model) -> dict[str, float]:
     """L2 norm of the gradient of the image head, the text CNN and the classifier(s)."""
-    classifiers = {id(model.classifier_for(m)): model.classifier_for(m) for m in ("image", "text")}
     groups = {"image": model.image_head.parameters(), "text": model.text_cnn.parameters(),
-              "classifier": (p for c in classifiers.values() for p in c.parameters())}
+              "classifier": (p for c in model.classifiers() for p in c.parameters())}
     out = {}
     for name, params in groups.items():
         grads = [p.grad for p in params if p.grad is not None]

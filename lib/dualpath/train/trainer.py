@@ -53,7 +53,7 @@ class Trainer:
         source = image_source(phase.finetune, cfg, model.backbone)
         source.configure(model.backbone)
         instance = has_instance(phase)
-        for c in {id(model.classifier_for(m)): model.classifier_for(m) for m in ("image", "text")}.values():
+        for c in model.classifiers():
             c.requires_grad_(instance)   # unused in a ranking-only phase: out of the optimiser and DDP
         opt = make_optimizer(cfg, model, phase.lr)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + pi)
