@@ -44,10 +44,13 @@ ap.add_argument("--warm", type=float, default=0.0)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--wd", type=float, default=0.0)
 ap.add_argument("--clip", type=float, default=0.0)
+ap.add_argument("--img_in_drop", type=float, default=0.0, help="dropout on the pooled image feature")
+ap.add_argument("--txt_in_drop", type=float, default=0.0, help="dropout on the BN'd word vectors")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--unit", default="captions")
 ap.add_argument("--save", default="")
 ap.add_argument("--load", default="")
+ap.add_argument("--total", type=int, default=0, help="epochs the cosine schedule spans (0: --epochs)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
@@ -57,7 +60,13 @@ prep = prepare(cfg, log=lambda *x: None)
 tr, va = prep.splits["train"], prep.splits["val"]
 model = build_model(cfg, len(prep.vocab), tr.corpus.n_classes, prep.embedding_init, backbone=prep.backbone)
 if a.load:
-    model.load_state_dict(torch.load(a.load, weights_only=True))
+    state = torch.load(a.load, weights_only=True)
+    state = state.get("model", state)   # a run's checkpoint (e.g. best_stage1.pt) or a probe's --save
+    # strict=False: today's runs have no classifier bias, which the 15ffc8d model declares
+    print(model.load_state_dict(state, strict=False))
+if a.txt_in_drop:
+    _emb = model.text_cnn.embed
+    model.text_cnn.embed = lambda ids: F.dropout(_emb(ids), a.txt_in_drop, training=model.training)
 groups = param_groups(model)
 pg = []
 for name, ps in groups.items():
@@ -86,7 +95,7 @@ def validate():
     return evaluate_embeddings(img, txt, va.corpus.caption_image, "1k")
 
 steps_per_epoch = n_caps // a.bs if a.unit == "captions" else tr.corpus.n_images // a.bs
-total = steps_per_epoch * a.epochs
+total = steps_per_epoch * (a.total or a.epochs)
 step = 0
 for ep in range(a.epochs):
     t0 = time.time()
@@ -103,6 +112,7 @@ for ep in range(a.epochs):
         x = pooled[views[caps], imgs]
         ids = encode_ids([tr.caption_ids[c] for c in caps.tolist()], cfg.max_len, "random", gen)
         lab = labels_all[imgs]
+        x = F.dropout(x, a.img_in_drop) if a.img_in_drop else x
         fi = model.image_branch(x); ft = model.text_branch(ids)
         lr_now = a.lr
         if a.cosine:

@@ -327,3 +327,33 @@ def test_cosine_classifier_is_bounded_by_its_scale_and_zero_scale_is_linear():
     torch.testing.assert_close(logits, want)
     # scaling a feature does not change its cosine logits
     torch.testing.assert_close(cosine.logits_image(3 * x), cosine.logits_image(x))
+
+
+def test_input_dropout_acts_in_training_only_and_zero_is_the_plain_network():
+    torch.manual_seed(0)
+    plain, dropped = ImageHead(24, 40, 32, dropout=0.0), ImageHead(24, 40, 32, dropout=0.0, input_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    x, ids = torch.randn(8, 24), torch.randint(1, 20, (5, 8))
+    text_plain = TextCNN(20, 6, length=8, width=0.125, blocks=(1, 1, 1, 1), out_dim=8, dropout=0.0)
+    text_drop = TextCNN(20, 6, length=8, width=0.125, blocks=(1, 1, 1, 1), out_dim=8, dropout=0.0,
+                        input_dropout=0.5)
+    text_drop.load_state_dict(text_plain.state_dict())
+    # evaluation: the same function as the network without input dropout
+    for m in (plain, dropped, text_plain, text_drop):
+        m.eval()
+    torch.testing.assert_close(dropped(x)["feat"], plain(x)["feat"], rtol=0, atol=0)
+    torch.testing.assert_close(text_drop(ids)["feat"], text_plain(ids)["feat"], rtol=0, atol=0)
+    # training: the head reads x with about half its entries zeroed and the rest doubled
+    for m in (plain, dropped, text_plain, text_drop):
+        m.train()
+    seen = []
+    dropped.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    dropped(x)
+    kept = seen[0] != 0
+    assert 0.3 < kept.float().mean() < 0.7
+    torch.testing.assert_close(seen[0][kept], 2 * x[kept])
+    assert (text_drop.embed(ids) == 0).float().mean() > 0.3
+    # p = 0 draws no random numbers, so runs without input dropout keep their old data order
+    state = torch.get_rng_state()
+    plain(x), text_plain.embed(ids)
+    assert torch.equal(state, torch.get_rng_state())

@@ -27,7 +27,8 @@ EPOCH_UNITS = ("images", "captions")
 # (today's behaviour) they are left out of the digest, so existing run names stay valid.
 LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "grad_clip": 0.0,
               "epoch_unit": "images", "classifier_scale": 0.0,
-              "stage1_negatives": "", "rank_features": "act"}
+              "stage1_negatives": "", "rank_features": "act",
+              "image_input_dropout": 0.0, "text_input_dropout": 0.0}
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Config:
     embed_dim: int = 0                # 0: the word-vector dimension (300 when random)
     feature_dim: int = 2048           # the shared embedding size of both branches
     dropout: float = 0.75             # SPEC 1.1: Flickr30k 0.75
+    image_input_dropout: float = 0.0  # dropout on the pooled backbone feature the image head reads (not in the paper)
+    text_input_dropout: float = 0.0   # dropout on the BN'd word vectors the text CNN reads (not in the paper)
     shared_classifier: bool = True    # the paper's W_share; False is an ablation
     classifier_bias: bool = True
     classifier_scale: float = 0.0     # 0: the paper's linear W_share; s > 0: logits = s * cos(f, w_c)
@@ -116,6 +119,8 @@ class Config:
             (self.max_len >= 4, "max_len", "at least 4"),
             (self.batch_size >= 4 and self.batch_size % 2 == 0, "batch_size", "an even number >= 4"),
             (0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)"),
+            (0.0 <= self.image_input_dropout < 1.0, "image_input_dropout", "in [0, 1)"),
+            (0.0 <= self.text_input_dropout < 1.0, "text_input_dropout", "in [0, 1)"),
             (self.text_width > 0, "text_width", "positive"),
             (len(self.text_blocks) == 4 and all(b >= 1 for b in self.text_blocks),
              "text_blocks", "four positive block counts, e.g. [3, 4, 6, 1]"),

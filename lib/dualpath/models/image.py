@@ -21,7 +21,7 @@ class ImageHead(nn.Module):
     """
 
     def __init__(self, in_dim: int = 2048, hidden: int = 2048, out_dim: int = 2048, dropout: float = 0.75,
-                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM) -> None:
+                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM, input_dropout: float = 0.0) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
         self.fc1 = nn.Linear(in_dim, hidden, bias=False)
@@ -29,10 +29,13 @@ class ImageHead(nn.Module):
         self.fc1_1 = nn.Linear(hidden, out_dim, bias=False)
         self.bn1_1 = bn(out_dim, bn_eps, bn_momentum)
         self.dropout = nn.Dropout(dropout)
+        # With the backbone frozen the head sees the same few cached vectors every epoch; dropping
+        # some of their channels is the augmentation that keeps the ranking loss from memorising them.
+        self.input_dropout = nn.Dropout(input_dropout)
         he_normal_fan_out(self)
 
     def forward(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = torch.relu(self.bn1(self.fc1(pooled)))
+        x = torch.relu(self.bn1(self.fc1(self.input_dropout(pooled))))
         feat = self.bn1_1(self.fc1_1(x))
         act = torch.relu(feat)
         return {"feat": feat, "act": act, "drop": self.dropout(act)}

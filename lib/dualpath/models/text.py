@@ -138,7 +138,7 @@ class TextCNN(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int = 300, length: int = 32, width: float = 1.0,
                  blocks: Sequence[int] = (3, 4, 6, 1), out_dim: int = 2048, dropout: float = 0.75,
                  embedding_init: np.ndarray | torch.Tensor | None = None,
-                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM) -> None:
+                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM, input_dropout: float = 0.0) -> None:
         super().__init__()
         if len(blocks) != len(STAGE_OUT) or min(blocks) < 1:
             raise ConfigError(f"blocks must be {len(STAGE_OUT)} positive counts (paper: 3,4,6,1), got {blocks}")
@@ -154,6 +154,7 @@ class TextCNN(nn.Module):
         self.fc5_2 = nn.Linear(self.channels, out_dim, bias=False)
         self.fc5_2_bn = bn(out_dim, bn_eps, bn_momentum)
         self.dropout = nn.Dropout(dropout)
+        self.input_dropout = nn.Dropout(input_dropout)
 
         for module in (self.stages, self.fc5_2):
             he_normal_fan_out(module)
@@ -171,8 +172,8 @@ class TextCNN(nn.Module):
         return stages
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Word ids [B, L] -> BN'd embeddings [B, L, embed_dim] (no ReLU, SPEC §1.2)."""
-        return _bn_rows(self.embedding_bn, self.embedding(ids))
+        """Word ids [B, L] -> BN'd embeddings [B, L, embed_dim] (no ReLU, SPEC §1.2), then the input dropout."""
+        return self.input_dropout(_bn_rows(self.embedding_bn, self.embedding(ids)))
 
     def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.stages(self.embed(ids))
