@@ -148,6 +148,8 @@ def test_architecture_figure_follows_config():
     labels = " ".join(_texts(fig))
     assert "EfficientNet-Lite0" in labels and "1280" in labels
     assert "W_share" not in labels and "123" in labels and "L = 56" in labels
+    assert "dropout p = 0.3" in labels            # the cpu preset's input dropout on the pooled feature
+    assert "dropout p = 0.3" not in " ".join(_texts(plots.architecture_figure(preset("paper"))))
     shapes = plots.text_stage_shapes(preset("paper"))
     assert [s["out"] for s in shapes] == [256, 512, 1024, 2048]
     assert [s["positions"] for s in shapes] == [32, 16, 8, 8]

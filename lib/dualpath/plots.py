@@ -196,7 +196,8 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     wt = 11.2
     t_boxes = [
         _box(ax, xs_t[0], y_txt, wt, h, f"caption\n≤ {L} words, one-hot\nposition shift", TEXT_COLOR),
-        _box(ax, xs_t[1], y_txt, wt, h, f"word embedding\n1×1 conv V→{d}\n{words} init, BN", TEXT_COLOR),
+        _box(ax, xs_t[1], y_txt, wt, h, f"word embedding\n1×1 conv V→{d}\n{words} init, BN" +
+             (f"\ndropout p = {cfg.text_input_dropout:g}" if cfg.text_input_dropout else ""), TEXT_COLOR),
     ]
     for i, s in enumerate(stages):
         stride = f"stride {s['stride']}, " if s["stride"] > 1 else ""
@@ -216,7 +217,8 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
              IMAGE_COLOR),
         _box(ax, xs_i[1], y_img, wi, h, f"{backbone}\nImageNet-pretrained\n{pool}", IMAGE_COLOR,
              linestyle="--"),
-        _box(ax, xs_i[2], y_img, wi, h, f"fc1\n{head_in}→{head_hidden}\nBN-ReLU", IMAGE_COLOR),
+        _box(ax, xs_i[2], y_img, wi, h, (f"dropout p = {cfg.image_input_dropout:g}\n" if cfg.image_input_dropout
+                                         else "") + f"fc1\n{head_in}→{head_hidden}\nBN-ReLU", IMAGE_COLOR),
         _box(ax, xs_i[3], y_img, wi, h, f"fc1_1\n{head_hidden}→{dim}\nBN-ReLU", IMAGE_COLOR),
         _box(ax, xs_i[4], y_img, wt, h, f"dropout\np = {cfg.dropout:g}\n"
              f"$f_{{img}} \\in \\mathbb{{R}}^{{{dim}}}$", IMAGE_COLOR),
