@@ -103,3 +103,23 @@ def test_missing_glove_package_says_how_to_install(monkeypatch):
             load_glove_package()
     finally:
         wordvec._glove_cached.cache_clear()
+
+
+def test_training_reads_only_the_vocabularys_words_from_a_vector_file(tmp_path, monkeypatch):
+    from dualpath.config import preset
+    from dualpath.train import inputs
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("\n".join(text_lines(["the", "Dog", "zebra"], VECS)) + "\n")
+    vocab = Vocabulary.build(["the dog runs", "the dog"], lowercase=False)
+    read = []
+    real = inputs.load_word_vectors
+    monkeypatch.setattr(inputs, "load_word_vectors", lambda *a, **kw: read.append(real(*a, **kw)) or read[-1])
+    matrix, _ = inputs.word_vectors(preset("cpu", word_vectors=str(path)), vocab)
+    assert read[0][0] == ["the"]      # 'zebra' is not in the vocabulary, nor is 'Dog' ('dog' is)
+    np.testing.assert_array_equal(matrix[vocab.words.index("the") + 1], VECS[0])
+
+    none = tmp_path / "none.txt"
+    none.write_text("cat 1 2 3\n")
+    with pytest.raises(DataError, match="has none of the 3 training words"):
+        inputs.word_vectors(preset("cpu", word_vectors=str(none)), vocab)

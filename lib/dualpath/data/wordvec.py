@@ -173,7 +173,7 @@ def embedding_matrix(vocab: Vocabulary, words: list[str], vectors: np.ndarray,
 
     Row 0 (padding) is zero. A vocabulary word takes the vector of the same word, else
     of its lower-cased form (so a case-sensitive vocabulary still matches GloVe). Words
-    without a vector get N(0, std of all vectors) so they start on the same scale.
+    without a vector get N(0, std of the given vectors) so they start on the same scale.
     Coverage reports both the fraction of vocabulary words found and the fraction of
     training tokens they account for (the latter is what matters for training).
     """

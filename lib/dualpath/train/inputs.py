@@ -109,8 +109,16 @@ def word_vectors(cfg: Config, vocab: Vocabulary):
     """(embedding matrix or None, coverage report) of ``cfg.word_vectors`` over ``vocab``."""
     if cfg.word_vectors == "random":
         return None, {"source": "random"}
-    words, vectors = (load_glove_package() if cfg.word_vectors == "glove50"
-                      else load_word_vectors(cfg.word_vectors))
+    if cfg.word_vectors == "glove50":
+        words, vectors = load_glove_package()
+    else:
+        # Only the vocabulary's words, as embedding_matrix looks them up (as written, then
+        # lower-cased): all of GoogleNews is 3M x 300 floats, about 3.6 GB.
+        keep = {w for word in vocab.words for w in (word, word.lower())}
+        words, vectors = load_word_vectors(cfg.word_vectors, keep=keep)
+        if not words:
+            raise DataError(f"word vector file {cfg.word_vectors} has none of the {len(vocab.words):,} "
+                            f"training words; is it the right file (word2vec / GloVe format)?")
     matrix, coverage = embedding_matrix(vocab, words, vectors, seed=cfg.seed)
     return matrix, {"source": cfg.word_vectors, **coverage}
 
