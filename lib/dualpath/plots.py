@@ -366,7 +366,7 @@ def training_curves(log_df: pd.DataFrame, metrics: Sequence[str] | None = None, 
                         label=col.removeprefix("val_"), **_line_style(col))
             if stage_col:
                 _shade_stage_two(ax, x, df[stage_col])
-            ax.set_xlabel("epoch (both stages)" if stage_col else "epoch")
+            ax.set_xlabel("epoch (both stages)" if stage_col and df[stage_col].nunique() > 1 else "epoch")
             ax.set_title(panel)
             ax.legend(fontsize=7, ncols=2 if len(cols) > 3 else 1)
         if title:
