@@ -295,11 +295,10 @@ def log_summary(log: pd.DataFrame, phase: str) -> dict[str, float]:
 #: Dataset keys of dualpath.data -> the ``dataset`` column of book/tables/paper_*.csv.
 TABLE_DATASETS = {"flickr30k": "Flickr30k", "coco": "MSCOCO", "cuhk_pedes": "CUHK-PEDES"}
 
-#: Methods of published_flickr8k.csv -> their row in paper_competitors.csv (Flickr30k, 1k).
-#: The m-RNN rows use different CNNs (AlexNet on Flickr8k, VGG on Flickr30k).
+#: Methods of published_flickr8k.csv -> their row in paper_competitors.csv (Flickr30k, 1k), where
+#: both rows use the same CNN. m-RNN is left out: its Flickr8k row is AlexNet, its Flickr30k row VGG.
 FLICKR8K_ON_FLICKR30K = {
     "DeViSE (re-run by Karpathy et al. 2014)": "DeViSE",
-    "m-RNN": "m-RNN (VGG)",
     "DVSA (BRNN)": "DVSA (RCNN)",
     "m-CNN (ensemble)": "m-CNN (ens.)",
     "Fisher vectors GMM+HGLMM": "GMM+HGLMM FV",
