@@ -150,6 +150,10 @@ class Config:
             if not ok:
                 raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is invalid: "
                                   f"expected {want}")
+        if (self.protocol == "cuhk") != (self.dataset == "cuhk_pedes"):
+            raise ConfigError(f"config key 'protocol' = {self.protocol!r} does not fit dataset "
+                              f"{self.dataset!r}: CUHK-PEDES is evaluated by identity, with protocol "
+                              f"'cuhk' (default_protocol('cuhk_pedes')); the other datasets by image")
 
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -278,6 +282,12 @@ PRESETS: dict[str, dict] = {
                   stage2_epochs=1, stage2_lr_steps=[], train_views=2, n_candidates=32,
                   test_shift="center", finetune_blocks=1, batch_size=16),
 }
+
+
+def default_protocol(dataset: str) -> str:
+    """The evaluation protocol a dataset is reported with: by identity on CUHK-PEDES, else ``1k``
+    (on COCO's 5,000 test images that is the 5K protocol; ``coco-1k`` averages five folds)."""
+    return "cuhk" if dataset == "cuhk_pedes" else "1k"
 
 
 def preset(name: str, **overrides) -> Config:

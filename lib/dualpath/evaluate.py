@@ -499,8 +499,7 @@ def evaluate(encoder: ImageTextEncoder, corpus: CorpusLike, protocol: str = "1k"
 
     ``corpus`` is usually a ``Corpus.select('test')``. Images are passed to
     ``encode_image`` as ``corpus.image_path(i)``. ``kwargs`` (``fold_size``,
-    ``chunk_size``) go to ``evaluate_embeddings``. Identity labels are used only by
-    ``cuhk``; on Flickr and COCO every image is its own class anyway.
+    ``chunk_size``) go to ``evaluate_embeddings``.
     """
     _check_protocol(protocol)  # fail before the expensive encoding
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -508,6 +507,16 @@ def evaluate(encoder: ImageTextEncoder, corpus: CorpusLike, protocol: str = "1k"
     paths = [corpus.image_path(i) for i in range(len(corpus.images))]
     img = _encode_batches(encoder.encode_image, paths, batch_size, "encode_image")
     txt = _encode_batches(encoder.encode_text, list(corpus.captions), batch_size, "encode_text")
+    return evaluate_corpus(img, txt.to(img.device), corpus, protocol, **kwargs)
+
+
+def evaluate_corpus(img_emb: ArrayLike, txt_emb: ArrayLike, corpus: CorpusLike, protocol: str,
+                    **kwargs) -> dict[str, float]:
+    """``evaluate_embeddings`` for the images and captions of ``corpus``, in its order.
+
+    Identity labels are passed only for ``cuhk``; on Flickr and COCO every image is its own
+    class anyway.
+    """
     label = corpus.image_label if protocol == "cuhk" else None
-    return evaluate_embeddings(img, txt.to(img.device), corpus.caption_image, protocol,
+    return evaluate_embeddings(img_emb, txt_emb, corpus.caption_image, protocol,
                                image_label=label, **kwargs)

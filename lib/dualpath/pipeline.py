@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import Config, preset as make_preset
+from .config import Config, default_protocol, preset as make_preset
 from .errors import ConfigError, DualPathError
 from .io import atomic_path, write_json_atomic
 from .paths import REPO_ROOT, runs_root
@@ -51,6 +51,7 @@ FAILED_SUFFIX = ".failed.ipynb"
 #: The parameters every notebook's ``parameters`` cell defines: name -> (default, help).
 NOTEBOOK_PARAMETERS: dict[str, tuple[Any, str]] = {
     "dataset": ("flickr8k", "corpus name (dualpath.data.load_corpus): flickr8k, flickr30k, coco, cuhk_pedes"),
+    "protocol": (None, "evaluation protocol: 1k, coco-1k, coco-5k or cuhk; None: the dataset's (cuhk for cuhk_pedes, else 1k)"),
     "data_root": (None, "folder holding the datasets; None: $DUALPATH_DATA, ./data or ../shared/data"),
     "backbone": ("efficientnet_lite0", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
     "preset": ("cpu", "config preset: cpu (2-core CPU budget) or paper (official recipe, GPU)"),
@@ -84,7 +85,8 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
     p = {k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params
     name = "smoke" if p["smoke"] else p["preset"]
     overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
-                                     device=p["device"])
+                                     device=p["device"],
+                                     protocol=p["protocol"] or default_protocol(p["dataset"]))
     for key in ("stage1_epochs", "stage2_epochs"):
         if p[key] is not None:
             overrides[key] = p[key]

@@ -18,7 +18,7 @@ from .. import checkpoint as ckpt_io
 from ..config import Config
 from ..data.corpus import Corpus
 from ..errors import ConfigError, DataError
-from ..evaluate import evaluate_embeddings
+from ..evaluate import evaluate_corpus
 from ..io import write_json_atomic, write_text_atomic
 from ..models import build_model
 from .inputs import TrainingData, embed_split, image_source, prepare
@@ -150,7 +150,7 @@ class Run:
         for name in names:
             best = self.load_best(name)
             img, txt = self.embed("test", name)
-            out[name] = {**evaluate_embeddings(img, txt, self.test_corpus.caption_image, self.cfg.protocol),
+            out[name] = {**evaluate_corpus(img, txt, self.test_corpus, self.cfg.protocol),
                          "best_epoch": best["epoch"]}
         out["final"] = out[names[-1]]
         return out

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from .. import checkpoint as ckpt_io
-from ..evaluate import evaluate_embeddings
+from ..evaluate import evaluate_corpus
 from ..progress import progress
 from .inputs import TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
@@ -88,7 +88,8 @@ class Trainer:
             val = self.validate(source)
             row = {"phase": phase.name, "epoch": epoch + 1, "lr": lr,
                    **{key: round(v / max(steps, 1), 5) for key, v in sums.items()},
-                   **{f"val_{key}": v for key, v in val.items() if key in VAL_KEYS},
+                   # CUHK-PEDES validates text -> image only: its image -> text columns stay empty
+                   **{f"val_{key}": val.get(key, math.nan) for key in VAL_KEYS},
                    "samples_s": round(steps * cfg.batch_size / max(train_s, 1e-9), 1),
                    "epoch_s": round(time.perf_counter() - t0, 2)}
             self.rows.append(row)
@@ -106,7 +107,8 @@ class Trainer:
     def validate(self, source) -> dict:
         val = self.data.splits["val"]
         img, txt = embed_split(self.model, source, val, self.cfg.max_len, self.cfg.val_shift)
-        return evaluate_embeddings(img, txt, val.corpus.caption_image, "1k")
+        # validation picks the best epoch: one image per query on Flickr / COCO, identities on CUHK
+        return evaluate_corpus(img, txt, val.corpus, "cuhk" if self.cfg.protocol == "cuhk" else "1k")
 
     # -- persistence --------------------------------------------------------------------
     def _payload(self, opt, gen, pi, epoch, best) -> dict:
