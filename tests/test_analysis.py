@@ -145,3 +145,18 @@ def test_stage2_sentence_follows_the_config():
                                    lambda_img=1.0, lambda_txt=0.1))
     assert "hardest of 64 captions" in mined and "top 1 block(s)" in mined and "1 : 0.1" in mined
     assert "every negative in the batch" in stage2_sentence(preset("cpu", negatives="sum"))
+
+
+def test_scale_sentence_follows_the_config():
+    from dualpath.analysis import scale_sentence
+    from dualpath.config import preset
+
+    paper = preset("paper")
+    book = scale_sentence(preset("cpu"), paper)
+    assert "6 + 21 epochs against the official 240 + 60" in book
+    assert "no crops" in book and "frozen in both stages" in book and "dropout 0.3" in book
+    other = scale_sentence(preset("cpu", train_views=4, finetune_blocks=1, negatives="sum",
+                                  image_input_dropout=0.0), paper)
+    assert "4 cached views" in other and "top 1 backbone block(s)" in other
+    assert "sum over in-batch negatives" in other and "dropout" not in other
+    assert "fresh crops" in scale_sentence(preset("cpu", finetune_blocks=-1), paper)

@@ -364,3 +364,37 @@ def stage2_sentence(cfg: Config) -> str:
     return (f"Stage II trains {losses} with margin {cfg.margin:g} and {negatives}, with {tuned}, "
             f"for {cfg.stage2_epochs} epochs of {cfg.optimizer.upper() if cfg.optimizer == 'sgd' else cfg.optimizer.capitalize()}, "
             f"{schedule}.")
+
+
+def scale_sentence(cfg: Config, paper: Config) -> str:
+    """How ``cfg``'s network and budget differ from the paper preset's, generated from both configs."""
+    from .plots import word_vector_dim
+
+    parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs against the official "
+             f"{paper.stage1_epochs} + {paper.stage2_epochs}"]
+    if cfg.epoch_unit != paper.epoch_unit:
+        parts[0] += f" (an epoch over every {cfg.epoch_unit[:-1]}, not every {paper.epoch_unit[:-1]})"
+    if list(cfg.text_blocks) != list(paper.text_blocks) or cfg.text_width != paper.text_width:
+        parts.append(f"a {'-'.join(map(str, cfg.text_blocks))} text CNN at {cfg.text_width:g} times the "
+                     f"paper's width (the paper: {'-'.join(map(str, paper.text_blocks))})")
+    if cfg.feature_dim != paper.feature_dim:
+        parts.append(f"{cfg.feature_dim}-d embeddings instead of {paper.feature_dim}")
+    words = "random" if cfg.word_vectors == "random" else "GloVe" if cfg.word_vectors.startswith("glove") else "word2vec"
+    parts.append(f"{word_vector_dim(cfg)}-d {words} word vectors instead of the paper's 300-d word2vec")
+    if cfg.negatives != paper.negatives or cfg.margin != paper.margin:
+        parts.append({"paper": "mined hard negatives", "hardest": "VSE++'s hardest in-batch negatives",
+                      "sum": "the sum over in-batch negatives"}[cfg.negatives] + f" with margin {cfg.margin:g}")
+    if cfg.optimizer != paper.optimizer:
+        parts.append(f"{cfg.optimizer.capitalize()} with one learning rate for every layer" if
+                     cfg.lr_mult_new == cfg.lr_mult_embedding == cfg.lr_mult_classifier == 1.0 else
+                     f"{cfg.optimizer.capitalize()}")
+    augment = ("fresh crops and flips" if cfg.finetune_blocks == -1 else
+               "no crops (the whole image and its mirror, cached)" if cfg.train_views <= 2 else
+               f"{cfg.train_views} cached views (the image, its mirror and crops)")
+    parts.append(augment)
+    if cfg.image_input_dropout:
+        parts.append(f"dropout {cfg.image_input_dropout:g} on the pooled image feature")
+    parts.append("a backbone frozen in both stages" if cfg.finetune_blocks == 0 else
+                 "the whole backbone fine-tuned in Stage II" if cfg.finetune_blocks == -1 else
+                 f"the top {cfg.finetune_blocks} backbone block(s) fine-tuned in Stage II")
+    return "This run uses " + ", ".join(parts[:-1]) + " and " + parts[-1] + "."
