@@ -237,7 +237,7 @@ def budget_sentence() -> str:
     share = 100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs)
     return (f"**Budget.** Every arm trains {short.stage1_epochs} + {short.stage2_epochs} epochs over the "
             f"training {short.epoch_unit} with {short.optimizer.upper()} (the loss arms share that total), "
-            f"{share:.1f}% of the paper's {full.stage1_epochs} + {full.stage2_epochs}; the book's own "
+            f"{share:.1f}% of the official code's {full.stage1_epochs} + {full.stage2_epochs}; the book's own "
             f"run (chapter Stage II) trains {book.stage1_epochs} + {book.stage2_epochs} epochs over the "
             f"training {book.epoch_unit}, and the losses are compared at that budget on the loss page. "
             "A verdict holds on this budget: with longer training the balance "
