@@ -67,6 +67,33 @@ def test_a_run_that_fills_the_feature_cache_equals_one_that_reads_it(reference_r
     assert _metrics(tmp_path / "extracts") == _metrics(reference_run)
 
 
+def test_a_busy_machine_gives_identical_metrics_and_the_environment_is_recorded(reference_run: Path,
+                                                                                tmp_path: Path):
+    # Same config, same environment (versions, threads, device, cache files): same metrics, with
+    # another process competing for every core, as when two sweep jobs share a machine.
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        subprocess.run(_train_cmd(tmp_path / "busy"), check=True, env=ENV, timeout=900)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert _metrics(tmp_path / "busy") == _metrics(reference_run)
+    (env,) = json.loads((tmp_path / "busy" / "environment.json").read_text())
+    assert env == json.loads((reference_run / "environment.json").read_text())[0]
+    assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
+    assert len(env["feature_cache"]) == 3 and all(f.endswith(".safetensors") for f in env["feature_cache"])
+
+
+def test_resume_under_other_threads_says_the_metrics_will_differ(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    subprocess.run(_train_cmd(run_dir, "--until", "stage1"), check=True, env=ENV, timeout=900)
+    threads = json.loads((run_dir / "environment.json").read_text())[0]["torch_threads"]
+    out = subprocess.run(_train_cmd(run_dir), check=True, env={**ENV, "OMP_NUM_THREADS": "1"} if threads > 1
+                         else {**ENV, "OMP_NUM_THREADS": "2"}, timeout=900, capture_output=True, text=True)
+    assert "resumes under another environment (torch_threads)" in out.stdout + out.stderr
+    assert len(json.loads((run_dir / "environment.json").read_text())) == 2
+
+
 def test_resume_after_sigkill_gives_identical_metrics(reference_run: Path, tmp_path: Path):
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(run_dir), env=ENV, stdout=subprocess.DEVNULL,

@@ -324,7 +324,7 @@ def _panel_of(col: str) -> str:
     if col.startswith("loss"):
         return "loss"
     if col.startswith("acc"):
-        return "accuracy"
+        return "train accuracy (%)"
     if col == "val_rsum":
         return "val R-sum"
     if col.startswith("val"):
@@ -362,7 +362,9 @@ def training_curves(log_df: pd.DataFrame, metrics: Sequence[str] | None = None, 
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, (panel, cols) in zip(axes, panels.items()):
             for col in cols:
-                ax.plot(x, df[col].to_numpy(dtype=float), marker="o", markersize=2.5, linewidth=1.4,
+                # accuracies are logged as fractions; every other page quotes them in percent
+                scale = 100.0 if col.startswith("acc") else 1.0
+                ax.plot(x, scale * df[col].to_numpy(dtype=float), marker="o", markersize=2.5, linewidth=1.4,
                         label=col.removeprefix("val_"), **_line_style(col))
             if stage_col:
                 _shade_stage_two(ax, x, df[stage_col])

@@ -99,6 +99,10 @@ class TrainingData:
     splits: dict[str, Split]               # 'train', 'val', 'test'
     backbone: torch.nn.Module
 
+    def cache_files(self) -> list[str]:
+        """The feature-cache file of each split (its name holds the cache key)."""
+        return [s.features.path.name for s in self.splits.values() if s.features is not None]
+
 
 def split_names(cfg: Config) -> dict[str, str]:
     pre = "mini_" if cfg.subset == "mini" else ""

@@ -1,6 +1,8 @@
 """A run on disk (``RunDir``) and a run opened for analysis (``Run``).
 
-Run directory: ``config.json``, ``log.csv`` (one row per epoch), ``last.pt`` (resume point,
+Run directory: ``config.json``, ``environment.json`` (what else changes the floats: library
+versions, torch threads, device, CPU, feature-cache files; one entry per start of the run),
+``log.csv`` (one row per epoch), ``last.pt`` (resume point,
 rewritten every epoch), ``best_<phase>.pt`` (best validation rsum of that phase) and
 ``metrics.json`` (test metrics of each phase's best checkpoint). Everything is written
 atomically; checkpoints load with ``weights_only=True``.
@@ -10,7 +12,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import platform
+import sys
 from pathlib import Path
+
+import numpy as np
 
 import torch
 
@@ -30,6 +36,24 @@ LOG_FIELDS = ["phase", "epoch", "lr", "loss", "loss_rank", "loss_img", "loss_txt
               "val_t2i_r10", "val_rsum", "grad_image", "grad_text", "grad_classifier",
               "samples_s", "epoch_s"]
 TIME_FIELDS = ("samples_s", "epoch_s")   # the columns that differ between equal runs
+
+
+def environment(cfg: Config, cache_files: list[str]) -> dict:
+    """What a run's floats depend on besides its config: equal configs trained under equal
+    environments give identical metrics, whatever else runs on the machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
+            "torch_threads": torch.get_num_threads(), "device": str(device_of(cfg)), "cpu": cpu,
+            "feature_cache": sorted(cache_files)}
+
+
+#: environment fields that change the floats (the CPU name is informative only)
+FLOAT_FIELDS = ("torch", "numpy", "torch_threads", "device", "feature_cache")
 
 
 def _same_config(stored: dict, cfg: Config) -> bool:
@@ -81,6 +105,17 @@ class RunDir:
         write_text_atomic(self.file("config.json"),
                           json.dumps({"recipe": self.recipe, **self.cfg.to_dict()}, indent=2,
                                      sort_keys=True) + "\n")
+
+    def record_environment(self, env: dict, log=print) -> None:
+        """Append this start's environment; say so when a resumed run changes one that alters floats."""
+        path = self.file("environment.json")
+        starts = json.loads(path.read_text()) if path.exists() else []
+        if starts:
+            changed = [k for k in FLOAT_FIELDS if starts[-1].get(k) != env.get(k)]
+            if changed:
+                log(f"warning: {self.path.name} resumes under another environment ({', '.join(changed)}); "
+                    f"its metrics will not equal those of an uninterrupted run")
+        write_json_atomic(path, [*starts, env])
 
     def write_log(self, rows: list[dict]) -> None:
         buf = io.StringIO()

@@ -17,7 +17,7 @@ from ..progress import progress
 from .inputs import TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
 from .recipes import phases_of
-from .rundir import RunDir
+from .rundir import RunDir, environment
 from .step import EpochPlan, Forward, device_of, has_instance, train_step
 
 VAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
@@ -38,6 +38,7 @@ class Trainer:
         start_phase, start_epoch, state = self._resume()   # refuses a run of another config
         if self.rank == 0:
             self.dir.write_config()
+            self.dir.record_environment(environment(self.cfg, self.data.cache_files()), self.log)
         for pi in range(start_phase, stop):
             self._run_phase(pi, start_epoch if pi == start_phase else 0,
                             state if pi == start_phase else None)
