@@ -153,7 +153,7 @@ def test_scale_sentence_follows_the_config():
 
     paper = preset("paper")
     book = scale_sentence(preset("cpu"), paper)
-    assert "6 + 21 epochs against the official 240 + 60" in book
+    assert "5 + 15 epochs against the official 240 + 60" in book
     assert "no crops" in book and "frozen in both stages" in book and "dropout 0.3" in book
     other = scale_sentence(preset("cpu", train_views=4, finetune_blocks=1, negatives="sum",
                                   image_input_dropout=0.0), paper)
