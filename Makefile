@@ -25,19 +25,19 @@ train: venv                  ## the book's training run alone: features + Stage 
 PARAMS ?=
 
 pipeline: venv               ## execute notebooks/ in order with papermill, keeping each executed copy
-	$(PY) -m dualpath.pipeline $(PARAMS)
+	$(PY) -m dualpath_book.pipeline $(PARAMS)
 
 html: venv                   ## compile the executed notebooks and book/ into _build/html
-	$(PY) -m dualpath.mathjax . > /dev/null
+	$(PY) -m dualpath_book.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 check-html: venv             ## open every page of _build/html in headless Chromium: figures shown, nothing fetched
 	@bash scripts/browser.sh
-	$(PY) -m dualpath.htmlcheck _build/html --toc _toc.yml
+	$(PY) -m dualpath_book.htmlcheck _build/html --toc _toc.yml
 
 book-smoke: venv             ## the same book from the mini split, in minutes
-	$(PY) -m dualpath.pipeline --smoke
-	$(PY) -m dualpath.mathjax . > /dev/null
+	$(PY) -m dualpath_book.pipeline --smoke
+	$(PY) -m dualpath_book.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test: venv                   ## the test suite (CI runs this)
@@ -45,15 +45,15 @@ test: venv                   ## the test suite (CI runs this)
 	$(PY) -m pytest -q -ra
 
 ablations: venv             ## the ablation sweep (about two hours on 2 cores; measured: the first 46 of its 48 runs in about 2 h) -> book/tables/ablations.csv
-	$(PY) -m dualpath.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
+	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
 
 central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
-	$(PY) -m dualpath.sweep grids/central.yaml --out runs/sweeps --jobs 2
+	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2
 	cp runs/sweeps/central/results.csv book/tables/central.csv
 
 ablations-smoke: venv       ## the sweep machinery on the mini splits, in a minute
-	$(PY) -m dualpath.sweep grids/smoke.yaml --out runs/sweeps --jobs 2
+	$(PY) -m dualpath_book.sweep grids/smoke.yaml --out runs/sweeps --jobs 2
 
 clean-book:
 	rm -rf _build

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dualpath import ablation_report as ar
-from dualpath.ablation import arm_config
+from dualpath_book import ablation_report as ar
+from dualpath_book.ablation import arm_config
 from dualpath.errors import ConfigError, DataError
-from dualpath.sweep import DONE, load_grid
+from dualpath_book.sweep import DONE, load_grid
 from dualpath.train import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_smoke_grid_killed_mid_sweep_resumes_without_redoing_finished_runs(tmp_p
     out = tmp_path / "out"
     env = dict(os.environ, DUALPATH_CACHE=str(tmp_path / "cache"), DUALPATH_RUNS=str(tmp_path / "runs"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")])))
-    cli = [sys.executable, "-m", "dualpath.sweep", str(GRIDS / "smoke.yaml"), "--out", str(out), "--jobs", "1"]
+    cli = [sys.executable, "-m", "dualpath_book.sweep", str(GRIDS / "smoke.yaml"), "--out", str(out), "--jobs", "1"]
     grid_dir = out / "smoke"
     first = subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:

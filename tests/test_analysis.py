@@ -1,4 +1,4 @@
-"""dualpath.analysis: the computations behind the data and evaluation notebooks, on tiny inputs."""
+"""dualpath_book.analysis: the computations behind the data and evaluation notebooks, on tiny inputs."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dualpath import analysis
+from dualpath_book import analysis
 from dualpath.config import preset
 from dualpath.data.corpus import Corpus
 from dualpath.data.text import Vocabulary
@@ -135,7 +135,7 @@ def test_reference_tables():
 
 
 def test_stage2_sentence_follows_the_config():
-    from dualpath.analysis import stage2_sentence
+    from dualpath_book.analysis import stage2_sentence
     from dualpath.config import preset
 
     book = stage2_sentence(preset("cpu"))
@@ -148,7 +148,7 @@ def test_stage2_sentence_follows_the_config():
 
 
 def test_scale_sentence_follows_the_config():
-    from dualpath.analysis import scale_sentence
+    from dualpath_book.analysis import scale_sentence
     from dualpath.config import preset
 
     paper = preset("paper")

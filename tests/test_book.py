@@ -20,9 +20,9 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from dualpath import htmlcheck, plots
+from dualpath_book import htmlcheck, plots
 from dualpath.config import preset
-from dualpath.paths import REPO_ROOT
+from dualpath_book.layout import REPO_ROOT
 
 BOOK = REPO_ROOT / "book"
 

@@ -80,12 +80,12 @@ def test_cuhk_trains_and_tests_by_identity(tmp_path, monkeypatch):
 
 
 def test_the_protocol_follows_the_dataset():
-    from dualpath import pipeline
+    from dualpath_book import page
     from dualpath.errors import ConfigError
 
-    assert pipeline.notebook_config(dataset="cuhk_pedes")[0].protocol == "cuhk"
-    assert pipeline.notebook_config()[0].protocol == "1k"
-    assert pipeline.notebook_config(dataset="coco", protocol="coco-1k")[0].protocol == "coco-1k"
+    assert page.notebook_config(dataset="cuhk_pedes")[0].protocol == "cuhk"
+    assert page.notebook_config()[0].protocol == "1k"
+    assert page.notebook_config(dataset="coco", protocol="coco-1k")[0].protocol == "coco-1k"
     with pytest.raises(ConfigError, match="evaluated by identity"):
         preset("cpu", dataset="cuhk_pedes")           # by image would count one image per query
     with pytest.raises(ConfigError, match="evaluated by identity"):

@@ -1,4 +1,4 @@
-"""The book's notebooks and the pipeline that executes them (``dualpath.pipeline``).
+"""The book's notebooks and the pipeline that executes them (``dualpath_book.pipeline``).
 
 Fast checks read the stored notebooks. The end-to-end test (``slow``, a few minutes on two
 cores) runs the whole pipeline on the mini splits into a temporary copy of the book, builds it
@@ -21,9 +21,9 @@ import papermill
 import pytest
 import yaml
 
-from dualpath import htmlcheck, mathjax, pipeline
+from dualpath_book import htmlcheck, mathjax, page, pipeline
 from dualpath.errors import ConfigError
-from dualpath.paths import REPO_ROOT
+from dualpath_book.layout import REPO_ROOT
 
 from test_htmlcheck import needs_browser
 
@@ -64,8 +64,8 @@ def test_one_parameters_cell_with_documented_parameters(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
     inspected = papermill.inspect_notebook(str(path))
-    assert set(inspected) == set(pipeline.NOTEBOOK_PARAMETERS)
-    for name, (default, _) in pipeline.NOTEBOOK_PARAMETERS.items():
+    assert set(inspected) == set(page.NOTEBOOK_PARAMETERS)
+    for name, (default, _) in page.NOTEBOOK_PARAMETERS.items():
         param = inspected[name]
         assert param["help"].strip(), f"{path.name}: parameter {name} has no help comment"
         assert param["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
@@ -103,38 +103,38 @@ def test_prose_numbers_are_glued(path):
 # ----------------------------------------------------------------------------- pipeline units
 def test_notebook_config(tmp_path, monkeypatch):
     monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
-    cfg, run_dir = pipeline.notebook_config()
+    cfg, run_dir = page.notebook_config()
     assert cfg.backbone == "efficientnet_lite0" and cfg.subset == ""
     assert run_dir == tmp_path / "book" / "cpu-efficientnet_lite0-seed0"
-    cfg, run_dir = pipeline.notebook_config(smoke=True, seed=3)
+    cfg, run_dir = page.notebook_config(smoke=True, seed=3)
     assert cfg.subset == "mini" and cfg.seed == 3
     assert run_dir.name == "smoke-efficientnet_lite0-seed3"
-    cfg, run_dir = pipeline.notebook_config(smoke=True, stage1_epochs=1, dataset="coco_mini")
+    cfg, run_dir = page.notebook_config(smoke=True, stage1_epochs=1, dataset="coco_mini")
     assert cfg.stage1_epochs == 1 and run_dir.name == "coco_mini-smoke-efficientnet_lite0-seed0-epochs1+1"
-    _, run_dir = pipeline.notebook_config(run_dir="runs/x")
+    _, run_dir = page.notebook_config(run_dir="runs/x")
     assert run_dir == REPO_ROOT / "runs" / "x"
     with pytest.raises(ConfigError, match="unknown notebook parameter"):
-        pipeline.notebook_config(epochs=3)
+        page.notebook_config(epochs=3)
 
 
 def test_an_existing_run_keeps_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
-    cfg, run_dir = pipeline.notebook_config(smoke=True)
+    cfg, run_dir = page.notebook_config(smoke=True)
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **cfg.replace(device="cpu").to_dict()}))
-    again, _ = pipeline.notebook_config(smoke=True, device="cuda")
+    again, _ = page.notebook_config(smoke=True, device="cuda")
     assert again.device == "cpu"          # runtime keys are taken from the run as it was
     # the default run directory must hold a run of these very settings ...
     stored = cfg.replace(lambda_txt=0.5)
     (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **stored.to_dict()}))
     with pytest.raises(ConfigError, match=r"other settings \(keys \['lambda_txt'\]"):
-        pipeline.notebook_config(smoke=True)
+        page.notebook_config(smoke=True)
     # ... while an explicit run_dir is shown as it is
-    opened, same = pipeline.notebook_config(run_dir=str(run_dir))
+    opened, same = page.notebook_config(run_dir=str(run_dir))
     assert same == run_dir and opened == stored
     (run_dir / "config.json").write_text(json.dumps({"recipe": "ranking", **stored.to_dict()}))
     with pytest.raises(ConfigError, match="recipe 'ranking'"):
-        pipeline.notebook_config(run_dir=str(run_dir))
+        page.notebook_config(run_dir=str(run_dir))
 
 
 def test_parse_value():
@@ -159,7 +159,7 @@ def test_cache_key_follows_its_inputs(tmp_path, monkeypatch):
     longer = {nb: pipeline.cache_key(nb, {"smoke": True, "stage2_epochs": 3})["key"] for nb in keys}
     assert longer[stage1] != keys[stage1] and longer[data] == keys[data] and longer[ablations] == keys[ablations]
     # so does a change of the run on disk (a finished or deleted run)
-    _, run_dir = pipeline.notebook_config(smoke=True)
+    _, run_dir = page.notebook_config(smoke=True)
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.json").write_text("{}")
     assert pipeline.cache_key(stage1, {"smoke": True})["key"] != keys[stage1]
@@ -176,7 +176,7 @@ def _env(tmp_path: Path) -> dict:
 
 
 def _pipeline(tmp_path: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "dualpath.pipeline", "--quiet", *args]
+    cmd = [sys.executable, "-m", "dualpath_book.pipeline", "--quiet", *args]
     return subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
                           timeout=timeout)
 

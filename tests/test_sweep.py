@@ -1,4 +1,4 @@
-"""Tests of dualpath.sweep on a tiny notebook (tests/fixtures/sweep_notebook.ipynb).
+"""Tests of dualpath_book.sweep on a tiny notebook (tests/fixtures/sweep_notebook.ipynb).
 
 Each executed notebook costs a kernel start (~2-3 s), so the sweeps here are small
 and one sweep (module fixture) serves several tests.
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dualpath.errors import ConfigError, DualPathError
-from dualpath.sweep import DONE, FAILED, aggregate, load_grid, main, plan_runs, run_state, run_sweep, summarise
+from dualpath_book.sweep import DONE, FAILED, aggregate, load_grid, main, plan_runs, run_state, run_sweep, summarise
 
 NOTEBOOK = Path(__file__).parent / "fixtures" / "sweep_notebook.ipynb"
 LIB = Path(__file__).resolve().parents[1] / "lib"
@@ -125,7 +125,7 @@ def test_kill_mid_sweep_then_resume_completes_every_run_exactly_once(tmp_path):
                       seeds=[0], base={"ledger": str(ledger)})
     grid_dir = tmp_path / "out" / "g"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
-    cli = [sys.executable, "-m", "dualpath.sweep", str(grid), "--out", str(tmp_path / "out"), "--jobs", "2"]
+    cli = [sys.executable, "-m", "dualpath_book.sweep", str(grid), "--out", str(tmp_path / "out"), "--jobs", "2"]
 
     first = subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:

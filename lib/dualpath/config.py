@@ -270,7 +270,7 @@ PRESETS: dict[str, dict] = {
                 margin=0.2, rank_features="feat", image_input_dropout=0.3,
                 lambda_rank=1.0, lambda_img=0.0, lambda_txt=0.0,
                 stage1_epochs=5, stage1_lr_steps=[], stage2_epochs=15, stage2_lr_steps=[]),
-    # The ablation sweep's budget (grids/ablations.yaml): an earlier recipe of this book (SGD with
+    # The ablation sweep's budget (the book's ablation grid): an earlier recipe of this book (SGD with
     # the paper's multipliers and loss weights, except CPU_DEPARTURES) on a short schedule with
     # the backbone frozen, so 16 arms x 3 seeds fit in about two hours on two cores.
     "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,

@@ -11,15 +11,17 @@ from pathlib import Path
 from .errors import DataError
 
 ENV_VAR = "DUALPATH_DATA"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The checkout this package runs from: the last fallbacks for data, runs and caches. The book's
+# own folders (book/, notebooks/, grids/) are named only in dualpath_book.
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def candidate_data_roots() -> list[Path]:
     roots = []
     if os.environ.get(ENV_VAR):
         roots.append(Path(os.environ[ENV_VAR]).expanduser())
-    roots.append(REPO_ROOT / "data")
-    roots.append(REPO_ROOT.parent / "shared" / "data")
+    roots.append(_CHECKOUT / "data")
+    roots.append(_CHECKOUT.parent / "shared" / "data")
     return roots
 
 
@@ -42,9 +44,9 @@ def find_data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 def runs_root() -> Path:
     """Default folder for training runs and caches (overridable with DUALPATH_RUNS)."""
-    return Path(os.environ.get("DUALPATH_RUNS", REPO_ROOT / "runs")).expanduser()
+    return Path(os.environ.get("DUALPATH_RUNS", _CHECKOUT / "runs")).expanduser()
 
 
 def cache_root() -> Path:
     """Default folder for feature caches (overridable with DUALPATH_CACHE)."""
-    return Path(os.environ.get("DUALPATH_CACHE", REPO_ROOT / "cache")).expanduser()
+    return Path(os.environ.get("DUALPATH_CACHE", _CHECKOUT / "cache")).expanduser()

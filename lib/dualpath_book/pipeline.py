@@ -1,9 +1,9 @@
 """Execute the book's notebooks in order with papermill, skipping those whose inputs did not change.
 
-    python -m dualpath.pipeline                      # notebooks/NN_*.ipynb -> book/generated/NN_*.ipynb
-    python -m dualpath.pipeline --smoke              # the mini splits: every notebook in seconds
-    python -m dualpath.pipeline -p seed 1 -p preset cpu --runs /scratch/runs
-    python -m dualpath.pipeline --only 04_evaluation --force
+    python -m dualpath_book.pipeline                      # notebooks/NN_*.ipynb -> book/generated/NN_*.ipynb
+    python -m dualpath_book.pipeline --smoke              # the mini splits: every notebook in seconds
+    python -m dualpath_book.pipeline -p seed 1 -p preset cpu --runs /scratch/runs
+    python -m dualpath_book.pipeline --only 04_evaluation --force
 
 Steps: write the figures and tables the prose pages include (``plots.write_book_assets``), then
 execute each notebook into ``<out>/<name>.ipynb`` (written atomically, so a failed or interrupted
@@ -12,14 +12,14 @@ exit and a message naming it; its partly executed copy is kept as ``<out>/<name>
 
 Cache. A notebook is skipped when its key equals the one stored beside its output
 (``<out>/<name>.key.json``). The key hashes the notebook file, its parameters (and the Config and
-run directory they resolve to), the package sources ``lib/dualpath/**/*.py``, the reference tables
+run directory they resolve to), the method package ``lib/dualpath/**/*.py`` and the kernel-side modules of this one
+(:data:`KERNEL_MODULES`), the reference tables
 ``book/tables/*.csv`` and the run's ``metrics.json`` and ``config.json`` as they are now. After a
 successful pipeline every notebook is stamped with the run state it left behind, so a second
 ``make book`` with nothing changed executes nothing.
 
-The notebooks share one set of parameters (:data:`NOTEBOOK_PARAMETERS`); :func:`notebook_config`
-turns them into a :class:`~dualpath.config.Config` and a run directory, inside the notebooks and
-here alike.
+The notebooks share one set of parameters (``page.NOTEBOOK_PARAMETERS``); ``page.notebook_config``
+turns them into a Config and a run directory, inside the notebooks and here alike.
 """
 from __future__ import annotations
 
@@ -37,153 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import Config, default_protocol, preset as make_preset
-from .errors import ConfigError, DualPathError
-from .io import atomic_path, write_json_atomic
-from .paths import REPO_ROOT, runs_root
+import dualpath
+from dualpath.errors import ConfigError, DualPathError
+from dualpath.io import atomic_path, write_json_atomic
+
+from .layout import GENERATED_DIR, NOTEBOOKS_DIR, TABLES_DIR
+from .page import NOTEBOOK_PARAMETERS, notebook_config
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-DEFAULT_OUT = REPO_ROOT / "book" / "generated"
+METHOD_DIR = Path(dualpath.__file__).resolve().parent
+DEFAULT_OUT = GENERATED_DIR
 KEY_SUFFIX = ".key.json"
 FAILED_SUFFIX = ".failed.ipynb"
 
-#: The parameters every notebook's ``parameters`` cell defines: name -> (default, help).
-NOTEBOOK_PARAMETERS: dict[str, tuple[Any, str]] = {
-    "dataset": ("flickr8k", "corpus name (dualpath.data.load_corpus): flickr8k, flickr30k, coco, cuhk_pedes"),
-    "protocol": (None, "evaluation protocol: 1k, coco-1k, coco-5k or cuhk; None: the dataset's (cuhk for cuhk_pedes, else 1k)"),
-    "data_root": (None, "folder holding the datasets; None: $DUALPATH_DATA, ./data or ../shared/data"),
-    "backbone": ("efficientnet_lite0", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
-    "preset": ("cpu", "config preset: cpu (2-core CPU budget) or paper (official recipe, GPU)"),
-    "stage1_epochs": (None, "Stage I epochs (instance loss only); None: the preset's"),
-    "stage2_epochs": (None, "Stage II epochs (ranking + instance loss); None: the preset's"),
-    "seed": (0, "random seed of the run"),
-    "device": ("auto", "auto, cpu or cuda[:n]"),
-    "run_dir": (None, "run directory (an existing run keeps its own config); None: runs/book/<preset>-<backbone>-seed<seed>"),
-    "smoke": (False, "True: preset smoke on the mini splits, so the notebook runs in seconds"),
-}
-
 Log = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- parameters
-def notebook_config(**params: Any) -> tuple[Config, Path]:
-    """The Config and run directory of a notebook's parameters (see :data:`NOTEBOOK_PARAMETERS`).
-
-    ``smoke=True`` replaces the preset by ``smoke`` (mini splits, tiny model). Epoch counts of
-    ``None`` keep the preset's. Without ``run_dir`` the run lives in
-    ``runs_root()/book/<preset>-<backbone>-seed<seed>``, with the dataset prefixed when it is
-    not Flickr8k and the epochs appended when they were overridden, so that runs of different
-    settings never share a directory. A relative ``run_dir`` is taken from the repository root.
-    A ``run_dir`` that already holds a run is shown with that run's own config (see
-    :func:`_existing_run_config`).
-    """
-    unknown = sorted(set(params) - set(NOTEBOOK_PARAMETERS))
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}; the notebooks take "
-                          f"{sorted(NOTEBOOK_PARAMETERS)}")
-    p = {k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params
-    name = "smoke" if p["smoke"] else p["preset"]
-    overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
-                                     device=p["device"],
-                                     protocol=p["protocol"] or default_protocol(p["dataset"]))
-    for key in ("stage1_epochs", "stage2_epochs"):
-        if p[key] is not None:
-            overrides[key] = p[key]
-    cfg = make_preset(name, **overrides)
-    explicit = p["run_dir"] is not None
-    if explicit:
-        run_dir = Path(p["run_dir"]).expanduser()
-        run_dir = run_dir if run_dir.is_absolute() else REPO_ROOT / run_dir
-    else:
-        stem = f"{name}-{cfg.backbone}-seed{cfg.seed}"
-        if cfg.dataset != "flickr8k":
-            stem = f"{cfg.dataset}-{stem}"
-        if p["stage1_epochs"] is not None or p["stage2_epochs"] is not None:
-            stem += f"-epochs{cfg.stage1_epochs}+{cfg.stage2_epochs}"
-        run_dir = runs_root() / "book" / stem
-    return _existing_run_config(cfg, run_dir, explicit), run_dir
-
-
-#: Config keys that change how a run executes, not what it computes.
-RUNTIME_KEYS = ("device", "progress", "num_threads")
-
-
-def _existing_run_config(cfg: Config, run_dir: Path, explicit: bool) -> Config:
-    """The config of a run directory that already holds a run.
-
-    An explicitly given ``run_dir`` is opened with its own stored config, so the notebooks can
-    show any finished run (e.g. one trained with ``python -m dualpath.train``) as it is. The
-    default run directory must hold a run of the parameters' config (runtime keys aside):
-    otherwise its stored results would be shown under settings they were not computed with.
-    """
-    path = run_dir / "config.json"
-    if not path.is_file():
-        return cfg
-    values = json.loads(path.read_text())
-    recipe = values.pop("recipe", "paper")
-    if recipe != "paper":
-        raise ConfigError(f"{run_dir} holds a run of recipe {recipe!r}; the notebooks show the "
-                          f"paper recipe (Stage I then Stage II)")
-    stored = Config.from_dict(values, source=str(path))
-    if not explicit:
-        mine, theirs = cfg.to_dict(), stored.to_dict()
-        differ = sorted(k for k in mine if k not in RUNTIME_KEYS and mine[k] != theirs[k])
-        if differ:
-            raise ConfigError(f"{run_dir} holds a run with other settings (keys {differ} differ, "
-                              f"e.g. {differ[0]} = {theirs[differ[0]]!r} there, {mine[differ[0]]!r} "
-                              f"here): delete the folder to train anew, or pass run_dir to show "
-                              f"that run as it is")
-    return stored
-
-
-def settings_table(cfg: Config, run_dir: Path, keys: Sequence[str] = (
-        "dataset", "subset", "backbone", "text_width", "feature_dim", "word_vectors", "max_len",
-        "batch_size", "stage1_epochs", "stage2_epochs", "finetune_blocks", "seed")):
-    """A small table of the settings a notebook ran with (for display at its top)."""
-    import pandas as pd
-
-    d = cfg.to_dict()
-    rows = {k: str(d[k]) if d[k] != "" else "(full splits)" for k in keys}
-    try:
-        shown = run_dir.resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        shown = Path("…") / run_dir.parent.name / run_dir.name
-    rows["run_dir"] = str(shown)
-    return pd.DataFrame({"value": rows}).rename_axis("setting")
-
-
-def run_note(cfg: Config) -> str:
-    """One Markdown paragraph on what kind of run a page shows (a smoke run measures nothing)."""
-    if cfg.subset == "mini":
-        return ("**Smoke run.** These outputs come from the `smoke` preset: the mini splits "
-                "(200 / 50 / 100 images), a tiny model and a few epochs. They show that the code "
-                "runs end to end; the numbers measure nothing. `make book` executes this page "
-                "with the full splits.")
-    return (f"**Run.** Preset settings on the full `{cfg.dataset}` splits, "
-            f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs, seed {cfg.seed}.")
-
-
-def plain(value: Any) -> Any:
-    """numpy / torch scalars -> Python numbers (myst-nb's ``{glue:text}`` parses ``repr``, and
-    ``np.float64(1.5)`` is not a literal); floats are rounded to 4 decimals."""
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
-
-
-def glue_values(**values: Any) -> None:
-    """``myst_nb.glue`` each value under its name, hidden, as plain Python numbers or text.
-
-    Markdown cells then show them with ``{glue:text}`name:.1f``` (same page) or
-    ``{glue:text}`path/to/notebook::name:.1f``` (another page).
-    """
-    from myst_nb import glue
-
-    for key, value in values.items():
-        glue(key, plain(value), display=False)
 
 
 def parse_value(text: str) -> Any:
@@ -216,14 +83,20 @@ def _digest_files(paths: Sequence[Path], root: Path) -> str:
     return h.hexdigest()
 
 
-def sources_digest() -> str:
-    """Hash of the package sources (``lib/dualpath/**/*.py``) and the reference tables."""
-    from .plots import TABLES_DIR
+#: The modules of this package that run inside a notebook's kernel, so a page's output can depend
+#: on them; the pipeline's own runner, the sweep and the site checks cannot change a page.
+KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "plots.py",
+                  "ablation_report.py", "ablation.py")
 
-    code = _digest_files([p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts],
-                         PACKAGE_DIR)
+
+def sources_digest() -> str:
+    """Hash of what a page's output can depend on: the method package (``lib/dualpath/**/*.py``),
+    the kernel-side modules of this package (:data:`KERNEL_MODULES`) and the reference tables."""
+    method = METHOD_DIR
+    code = _digest_files([p for p in method.rglob("*.py") if "__pycache__" not in p.parts], method.parent)
+    book = _digest_files([PACKAGE_DIR / name for name in KERNEL_MODULES], PACKAGE_DIR.parent)
     tables = _digest_files(list(TABLES_DIR.glob("*.csv")), TABLES_DIR) if TABLES_DIR.is_dir() else ""
-    return hashlib.sha256(f"{code}:{tables}".encode()).hexdigest()
+    return hashlib.sha256(f"{code}:{book}:{tables}".encode()).hexdigest()
 
 
 def run_state(run_dir: Path) -> dict[str, str | None]:
@@ -454,7 +327,7 @@ def _select(found: list[Path], only: Sequence[str] | None) -> list[Path]:
 
 # --------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dualpath.pipeline",
+    ap = argparse.ArgumentParser(prog="python -m dualpath_book.pipeline",
                                  description="Execute notebooks/NN_*.ipynb in order with papermill "
                                              "into the book's generated/ folder, skipping unchanged ones.")
     ap.add_argument("--smoke", action="store_true", help="pass smoke=True: mini splits, seconds per notebook")

@@ -1,6 +1,6 @@
 """One ablation arm: a training recipe with config overrides, trained, tested, and flattened.
 
-The sweep runner (:mod:`dualpath.sweep`) executes ``notebooks/sweeps/train_arm.ipynb`` once per
+The sweep runner (:mod:`dualpath_book.sweep`) executes ``notebooks/sweeps/train_arm.ipynb`` once per
 (arm, seed); the notebook calls :func:`run_arm`, which writes :data:`ARM_METRICS` into the run
 directory: one flat JSON object the sweep aggregates into its CSV.
 
@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import TEST_SHIFT_POLICIES, Config, preset as make_preset
-from .errors import ConfigError
-from .evaluate import evaluate_embeddings
-from .io import write_json_atomic
-from .paths import REPO_ROOT
+from dualpath.config import TEST_SHIFT_POLICIES, Config, preset as make_preset
+from dualpath.errors import ConfigError
+from dualpath.evaluate import evaluate_embeddings
+from dualpath.io import write_json_atomic
+from .layout import REPO_ROOT
 
 ARM_METRICS = "arm_metrics.json"
 TEST_POLICIES = TEST_SHIFT_POLICIES
@@ -46,7 +46,7 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
     ``<phase>.<metric>``, ``rsum_shift_<policy>`` for each test-time offset policy, ``recipe``
     and ``train_s`` (seconds of this call).
     """
-    from .train import open_run, train   # the package's heavy import, kept out of `import dualpath`
+    from dualpath.train import open_run, train   # the package's heavy import, kept out of `import dualpath`
 
     unknown = [p for p in test_policies if p not in TEST_SHIFT_POLICIES]
     if unknown:

@@ -32,7 +32,7 @@ redoes folders without a marker: those were interrupted mid-run.
 
 CLI::
 
-    python -m dualpath.sweep GRID.yaml --out runs/sweeps --jobs 2 [--only a,b] [--no-retry-failed]
+    python -m dualpath_book.sweep GRID.yaml --out runs/sweeps --jobs 2 [--only a,b] [--no-retry-failed]
 """
 from __future__ import annotations
 
@@ -531,7 +531,7 @@ class _Executor:
                 "parameters": run.parameters(), "parent_pid": os.getpid()}
         with open(run.dir / LOG, "wb") as log_file:
             child = subprocess.Popen(
-                [sys.executable, "-c", "from dualpath.sweep import _child_main; _child_main()"],
+                [sys.executable, "-c", "from dualpath_book.sweep import _child_main; _child_main()"],
                 stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT, env=self._env())
             with self._lock:
                 self._children.add(child)
@@ -707,8 +707,8 @@ def summarise(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m dualpath.sweep``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m dualpath.sweep", description=__doc__.split("\n")[0])
+    """Entry point of ``python -m dualpath_book.sweep``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m dualpath_book.sweep", description=__doc__.split("\n")[0])
     parser.add_argument("grid", help="grid file (YAML)")
     parser.add_argument("--out", default="runs/sweeps", help="root folder of sweeps (default: runs/sweeps)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks run at a time (default: 1)")
@@ -724,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid = load_grid(args.grid)
         table = run_sweep(args.grid, args.out, jobs=args.jobs, only=only, retry_failed=args.retry_failed,
                           log=lambda line: print(line, flush=True),
-                          command=shlex.join(["python", "-m", "dualpath.sweep", *argv]))
+                          command=shlex.join(["python", "-m", "dualpath_book.sweep", *argv]))
     except DualPathError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

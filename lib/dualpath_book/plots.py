@@ -23,10 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .config import Config, preset
-from .paths import REPO_ROOT
+from dualpath.config import Config, preset
+from .layout import TABLES_DIR
 
-TABLES_DIR = REPO_ROOT / "book" / "tables"
 
 RANK_KS = (1, 5, 10)
 DIRECTIONS = ("i2t", "t2i")
@@ -110,7 +109,7 @@ def image_head_widths(cfg: Config) -> tuple[int, int, int]:
 
 def text_stage_shapes(cfg: Config) -> list[dict]:
     """Per stage of the text CNN: blocks, (first-block mid, later mid, out) channels, positions."""
-    from .models.text import STAGE_FIRST_MID, STAGE_MID, STAGE_OUT, STAGE_STRIDE, scaled
+    from dualpath.models.text import STAGE_FIRST_MID, STAGE_MID, STAGE_OUT, STAGE_STRIDE, scaled
 
     shapes, length = [], cfg.max_len
     for n, out, first_mid, mid, stride in zip(cfg.text_blocks, STAGE_OUT, STAGE_FIRST_MID, STAGE_MID,

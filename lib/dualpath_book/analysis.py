@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .config import Config
-from .data.corpus import Corpus
-from .data.text import Vocabulary, all_shifts, tokenize
+from dualpath.config import Config
+from dualpath.data.corpus import Corpus
+from dualpath.data.text import Vocabulary, all_shifts, tokenize
 
 
 # ----------------------------------------------------------------------------- data
@@ -98,7 +98,7 @@ class RetrievalExamples:
     first_hit: list[int]        # 1-based rank of the first correct result among all candidates
 
     def for_grid(self, corpus: Corpus) -> tuple[list, list, list]:
-        """``(queries, results, correct)`` as :func:`dualpath.plots.retrieval_grid` takes them."""
+        """``(queries, results, correct)`` as :func:`dualpath_book.plots.retrieval_grid` takes them."""
         if self.direction == "i2t":
             q = [corpus.image_path(i) for i in self.queries]
             r = [[corpus.captions[c] for c in row] for row in self.results]
@@ -150,7 +150,7 @@ def project_groups(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image,
                    image_ids: Sequence[int]) -> tuple[np.ndarray, list[str], list[int]]:
     """2-D PCA (``torch.pca_lowrank``) of the given images and all their captions.
 
-    Returns ``(points [n, 2], kinds, groups)`` for :func:`dualpath.plots.embedding_projection_plot`:
+    Returns ``(points [n, 2], kinds, groups)`` for :func:`dualpath_book.plots.embedding_projection_plot`:
     kind is ``image`` or ``text`` and group is the image id.
     """
     cap_img = np.asarray(caption_image)
@@ -265,7 +265,7 @@ def metrics_frame(metrics: dict[str, dict[str, Any]], phases: Sequence[str] = ("
 
 def split_sizes(cfg: Config, data_root=None) -> dict[str, dict[str, int]]:
     """Images, captions and classes of the train / val / test splits a config uses."""
-    from .data.registry import load_corpus
+    from dualpath.data.registry import load_corpus
 
     corpus = load_corpus(cfg.dataset, data_root)
     out = {}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
-from .paths import REPO_ROOT
+from dualpath.errors import DataError
+from .layout import REPO_ROOT
 
 ABLATIONS_CSV = REPO_ROOT / "book" / "tables" / "ablations.csv"
 CENTRAL_CSV = REPO_ROOT / "book" / "tables" / "central.csv"     # grids/central.yaml, the book's budget
@@ -231,7 +231,7 @@ def verdict(table: pd.DataFrame, key: str, metric: str = "rsum") -> str:
 
 def budget_sentence() -> str:
     """How long each arm trains, against the paper and the book's own run (from the presets)."""
-    from .config import preset
+    from dualpath.config import preset
 
     short, book, full = preset("ablation"), preset("cpu"), preset("paper")
     share = 100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs)

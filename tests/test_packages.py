@@ -1,0 +1,78 @@
+"""The two packages: ``dualpath`` (the method) never depends on ``dualpath_book`` (the book machinery)."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import dualpath
+import dualpath_book
+
+METHOD = Path(dualpath.__file__).resolve().parent
+BOOK = Path(dualpath_book.__file__).resolve().parent
+BOOK_ONLY = {"dualpath_book", "papermill", "yaml", "matplotlib", "seaborn", "nbformat", "myst_nb",
+             "jupyter_book", "IPython"}
+REPO_FOLDERS = ("book/", "notebooks/", "grids/")
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_method_imports_nothing_of_the_book():
+    for path in sorted(METHOD.rglob("*.py")):
+        bad = _imports(path) & BOOK_ONLY
+        assert not bad, f"{path.relative_to(METHOD.parent)} imports {sorted(bad)}"
+        strings = [n.value for n in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        named = [s for s in strings for f in REPO_FOLDERS if f in s]
+        assert not named, f"{path.relative_to(METHOD.parent)} names the repository layout: {named}"
+
+
+def test_the_method_imports_and_trains_without_the_book_packages():
+    # every book-only package made unimportable: importing the whole method still works
+    blocked = sorted(BOOK_ONLY)
+    code = ("import sys, importlib, pkgutil\n"
+            f"for name in {blocked!r}: sys.modules[name] = None\n"
+            "import dualpath\n"
+            "for m in pkgutil.walk_packages(dualpath.__path__, 'dualpath.'):\n"
+            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_book_machinery_lives_in_dualpath_book():
+    # the modules that know about notebooks, sweeps, figures and the site are not in the method package
+    for name in ("pipeline", "page", "sweep", "plots", "analysis", "ablation", "ablation_report",
+                 "htmlcheck", "mathjax", "layout"):
+        assert (BOOK / f"{name}.py").is_file()
+        assert not (METHOD / f"{name}.py").exists()
+
+
+def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
+    import shutil
+
+    from dualpath_book import pipeline
+
+    method, book = tmp_path / "dualpath", tmp_path / "dualpath_book"
+    shutil.copytree(METHOD, method, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(pipeline, "METHOD_DIR", method)
+    monkeypatch.setattr(pipeline, "PACKAGE_DIR", book)
+    before = pipeline.sources_digest()
+    for name in ("htmlcheck.py", "mathjax.py", "sweep.py", "pipeline.py"):   # never run in a kernel
+        (book / name).write_text((book / name).read_text() + "\n# edited\n")
+    assert pipeline.sources_digest() == before
+    (book / "plots.py").write_text((book / "plots.py").read_text() + "\n# edited\n")
+    assert pipeline.sources_digest() != before
+    after_plots = pipeline.sources_digest()
+    (method / "losses.py").write_text((method / "losses.py").read_text() + "\n# edited\n")
+    assert pipeline.sources_digest() != after_plots
