@@ -150,10 +150,10 @@ class Config:
             if not ok:
                 raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is invalid: "
                                   f"expected {want}")
-        if (self.protocol == "cuhk") != (self.dataset == "cuhk_pedes"):
+        if (self.protocol == "cuhk") != (default_protocol(self.dataset) == "cuhk"):
             raise ConfigError(f"config key 'protocol' = {self.protocol!r} does not fit dataset "
                               f"{self.dataset!r}: CUHK-PEDES is evaluated by identity, with protocol "
-                              f"'cuhk' (default_protocol('cuhk_pedes')); the other datasets by image")
+                              f"'cuhk'; the other datasets by image")
 
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ from typing import Any
 
 from dualpath.config import TEST_SHIFT_POLICIES, Config, preset as make_preset
 from dualpath.errors import ConfigError
-from dualpath.evaluate import evaluate_embeddings
+from dualpath.evaluate import evaluate_corpus
 from dualpath.io import write_json_atomic
 from .layout import REPO_ROOT
 
@@ -70,8 +70,7 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
                 flat[f"rsum_shift_{policy}"] = flat["rsum"]
                 continue
             img, txt = run.embed("test", last, policy)
-            flat[f"rsum_shift_{policy}"] = evaluate_embeddings(img, txt, run.test_corpus.caption_image,
-                                                               cfg.protocol)["rsum"]
+            flat[f"rsum_shift_{policy}"] = evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"]
     flat["train_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(run_dir / ARM_METRICS, flat)
     log(f"arm {recipe} {json.dumps({k: flat[k] for k in ('rsum', 'i2t_r1', 't2i_r1')})}")

@@ -368,7 +368,7 @@ def stage2_sentence(cfg: Config) -> str:
 
 def scale_sentence(cfg: Config, paper: Config) -> str:
     """How ``cfg``'s network and budget differ from the paper preset's, generated from both configs."""
-    from .plots import word_vector_dim
+    from .plots import word_vector_dim, word_vector_name
 
     parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs against the official "
              f"{paper.stage1_epochs} + {paper.stage2_epochs}"]
@@ -379,8 +379,7 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
                      f"paper's width (the paper: {'-'.join(map(str, paper.text_blocks))})")
     if cfg.feature_dim != paper.feature_dim:
         parts.append(f"{cfg.feature_dim}-d embeddings instead of {paper.feature_dim}")
-    words = "random" if cfg.word_vectors == "random" else "GloVe" if cfg.word_vectors.startswith("glove") else "word2vec"
-    parts.append(f"{word_vector_dim(cfg)}-d {words} word vectors instead of the paper's 300-d word2vec")
+    parts.append(f"{word_vector_dim(cfg)}-d {word_vector_name(cfg)} word vectors instead of the paper's 300-d word2vec")
     if cfg.negatives != paper.negatives or cfg.margin != paper.margin:
         parts.append({"paper": "mined hard negatives", "hardest": "VSE++'s hardest in-batch negatives",
                       "sum": "the sum over in-batch negatives"}[cfg.negatives] + f" with margin {cfg.margin:g}")

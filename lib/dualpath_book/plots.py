@@ -87,6 +87,12 @@ DATASET_NAMES = {"flickr8k": "Flickr8k", "flickr30k": "Flickr30k", "coco": "MSCO
                  "cuhk_pedes": "CUHK-PEDES", "coco_mini": "COCO mini"}
 
 
+def word_vector_name(cfg: Config) -> str:
+    """What initialises the word embedding: 'GloVe', 'random' or 'word2vec' (any other file)."""
+    return ("GloVe" if cfg.word_vectors.startswith("glove") else
+            "random" if cfg.word_vectors == "random" else "word2vec")
+
+
 def word_vector_dim(cfg: Config) -> int:
     """Size of the word-embedding layer's output for a config (what ``embed_dim=0`` resolves to)."""
     if cfg.embed_dim > 0:
@@ -179,8 +185,7 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     # cached views: 0 the image, 1 its mirror, 2.. random crops (train_views); pixels: crops each epoch
     augment = ("flip, crop" if cfg.finetune_blocks == -1 or cfg.train_views > 2 else
                "and its mirror" if cfg.train_views == 2 else "whole image")
-    words = ("GloVe" if cfg.word_vectors.startswith("glove") else
-             "random" if cfg.word_vectors == "random" else "word2vec")
+    words = word_vector_name(cfg)
 
     fig = Figure(figsize=(15.5, 5.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from .. import checkpoint as ckpt_io
+from ..config import default_protocol
 from ..evaluate import evaluate_corpus
 from ..progress import progress
 from .inputs import TrainingData, embed_split, image_source
@@ -109,7 +110,7 @@ class Trainer:
         val = self.data.splits["val"]
         img, txt = embed_split(self.model, source, val, self.cfg.max_len, self.cfg.val_shift)
         # validation picks the best epoch: one image per query on Flickr / COCO, identities on CUHK
-        return evaluate_corpus(img, txt, val.corpus, "cuhk" if self.cfg.protocol == "cuhk" else "1k")
+        return evaluate_corpus(img, txt, val.corpus, default_protocol(self.cfg.dataset))
 
     # -- persistence --------------------------------------------------------------------
     def _payload(self, opt, gen, pi, epoch, best) -> dict:
