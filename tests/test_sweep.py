@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dualpath.errors import ConfigError, DualPathError
-from dualpath_book.sweep import DONE, FAILED, aggregate, load_grid, main, plan_runs, run_state, run_sweep, summarise
+from dualpath_book.sweep import DONE, FAILED, STARTED, aggregate, load_grid, main, plan_runs, run_state, run_sweep, summarise
 
 NOTEBOOK = Path(__file__).parent / "fixtures" / "sweep_notebook.ipynb"
 LIB = Path(__file__).resolve().parents[1] / "lib"
@@ -149,7 +149,11 @@ def test_kill_mid_sweep_then_resume_completes_every_run_exactly_once(tmp_path):
     second = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "fast seed0: skipped (done earlier)" in second.stdout
-    assert "slow seed0: redoing (interrupted earlier)" in second.stdout
+    assert "slow seed0: resuming (interrupted earlier)" in second.stdout
+    # resumed in its own folder (a notebook that resumes keeps its checkpoints), its log appended
+    assert (grid_dir / "slow" / "seed0" / "starts").read_text().split() == ["start", "start"]
+    assert (grid_dir / "fast" / "seed0" / "starts").read_text().split() == ["start"]
+    assert json.loads((grid_dir / "slow" / "seed0" / DONE).read_text())["resumed"] is True
     runs = sorted(grid_dir.glob("*/seed*"))
     assert len(runs) == 2 and all((run / DONE).is_file() for run in runs)
     assert sorted(ledger.read_text().split()) == sorted(str(run) for run in runs)  # each exactly once
@@ -157,6 +161,21 @@ def test_kill_mid_sweep_then_resume_completes_every_run_exactly_once(tmp_path):
     results = pd.read_csv(grid_dir / "results.csv")
     assert len(results) == 2 and (results["status"] == "done").all()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_unfinished_folder_of_other_settings_is_redone_from_scratch(tmp_path):
+    grid = write_grid(tmp_path, [{"name": "a", "params": {"value": 2.0}}], seeds=[0])
+    run_dir = tmp_path / "out" / "g" / "a" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "starts").write_text("start\n")
+    (run_dir / STARTED).write_text(json.dumps({"params": {"value": 1.0}, "notebook": "x"}))
+    run = plan_runs(load_grid(grid), tmp_path / "out")[0]
+    assert run_state(run) == "partial"
+    lines: list[str] = []
+    table = run_sweep(grid, tmp_path / "out", log=lines.append)
+    assert any("redoing (unfinished, settings unknown)" in line for line in lines)
+    assert (run_dir / "starts").read_text().split() == ["start"]      # the old folder was wiped
+    assert table["score"].tolist() == [20.0] and not table["resumed"].any()
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path):

@@ -24,11 +24,15 @@ and lives in its own folder::
         <notebook>.ipynb              the executed notebook
         papermill.log                 kernel output and, on failure, the traceback
         metrics.json                  written by the notebook
+        STARTED.json                  written first: parameters and notebook of the run
         DONE.json | FAILED.json       written last: parameters, metrics, wall time, provenance
 
 Rerunning a sweep skips runs with ``DONE.json`` (unless their notebook or parameters
-changed since), retries failed runs (``retry_failed=False`` keeps them), and deletes and
-redoes folders without a marker: those were interrupted mid-run.
+changed since) and retries failed runs from scratch (``retry_failed=False`` keeps them).
+A folder with ``STARTED.json`` but no final marker was interrupted: when its parameters and
+notebook are unchanged the notebook runs again in the same folder, so a notebook that
+resumes (the trainer does, from ``last.pt``) loses at most its last epoch; any other
+unfinished folder is deleted and redone.
 
 CLI::
 
@@ -63,6 +67,7 @@ import yaml
 from dualpath.errors import ConfigError, DualPathError
 from dualpath.io import atomic_path, write_json_atomic, write_text_atomic
 
+STARTED = "STARTED.json"
 DONE = "DONE.json"
 FAILED = "FAILED.json"
 LOG = "papermill.log"
@@ -325,16 +330,21 @@ def plan_runs(grid: Grid, out_root: str | os.PathLike, only: Sequence[str] | Non
 
 
 def run_state(run: Run) -> str:
-    """``done``, ``failed``, ``stale`` (finished with other settings), ``partial`` or ``new``."""
-    for marker, state in ((DONE, "done"), (FAILED, "failed")):
+    """``done``, ``failed``, ``stale`` (finished with other settings), ``interrupted`` (unfinished,
+    same settings: resumable in place), ``partial`` (unfinished, settings unknown or other) or ``new``."""
+    for marker, state in ((DONE, "done"), (FAILED, "failed"), (STARTED, "interrupted")):
         path = run.dir / marker
         if path.is_file():
             try:
                 recorded = json.loads(path.read_text())
             except ValueError:
                 return "partial"
+            if not isinstance(recorded, dict):
+                return "partial"
             same = (recorded.get("params") == run.arm.params
                     and recorded.get("notebook") == run.arm.notebook_label)
+            if state == "interrupted":
+                return state if same else "partial"
             return state if same else "stale"
     return "partial" if run.dir.exists() else "new"
 
@@ -348,7 +358,8 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
     """Run every pending run of a grid, ``jobs`` at a time, and return :func:`aggregate`'s table.
 
     Finished runs are skipped; failed runs are retried unless ``retry_failed`` is False;
-    interrupted runs are deleted and redone. A failing run never stops the others.
+    interrupted runs continue in their folder when their settings are unchanged and are
+    redone otherwise. A failing run never stops the others.
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
@@ -381,8 +392,10 @@ def _should_run(run: Run, retry_failed: bool, log: Log) -> bool:
     if state == "done" or (state == "failed" and not retry_failed):
         log(f"{run.label}: skipped ({state} earlier)")
         return False
-    if state in ("stale", "partial"):
-        why = "notebook or parameters changed" if state == "stale" else "interrupted earlier"
+    if state == "interrupted":
+        log(f"{run.label}: resuming (interrupted earlier)")
+    elif state in ("stale", "partial"):
+        why = "notebook or parameters changed" if state == "stale" else "unfinished, settings unknown"
         log(f"{run.label}: redoing ({why})")
     return True
 
@@ -476,8 +489,8 @@ class _Executor:
             for future in as_completed([pool.submit(self._run_one, run) for run in runs]):
                 future.result()
         except BaseException:
-            # Ctrl-C or a bug: stop everything, leave interrupted runs markerless so the
-            # next sweep redoes them
+            # Ctrl-C or a bug: stop everything; interrupted runs keep only STARTED.json, so
+            # the next sweep resumes them
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             with self._lock:
@@ -498,18 +511,22 @@ class _Executor:
     def _run_one(self, run: Run) -> None:
         if self._stop.is_set():
             return
-        shutil.rmtree(run.dir, ignore_errors=True)
-        run.dir.mkdir(parents=True)
+        resuming = run_state(run) == "interrupted"
+        if not resuming:
+            shutil.rmtree(run.dir, ignore_errors=True)
+            run.dir.mkdir(parents=True)
+            write_json_atomic(run.dir / STARTED, {"params": run.arm.params, "notebook": run.arm.notebook_label,
+                                                  "started_at": _now()})
         self.log(f"{run.label}: started")
         started_at, t0 = _now(), time.monotonic()
-        returncode = self._execute(run)
+        returncode = self._execute(run, append=resuming)
         if self._stop.is_set():
             return
         wall_s = round(time.monotonic() - t0, 2)
         record = {"grid": run.grid, "arm": run.arm.name, "seed": run.seed, "params": run.arm.params,
                   "notebook": run.arm.notebook_label, "notebook_path": str(run.arm.notebook),
                   "run_dir": str(run.dir), "metrics_file": run.metrics, "wall_s": wall_s,
-                  "started_at": started_at, **self.provenance}
+                  "started_at": started_at, "resumed": resuming, **self.provenance}
         error = _failure(run, returncode)
         metrics: dict[str, Any] = {}
         if error is None:
@@ -526,10 +543,10 @@ class _Executor:
             write_json_atomic(run.dir / FAILED, {**record, "status": "failed", "error": error, "log_tail": tail})
             self.log(f"{run.label}: failed in {wall_s:.1f} s: {error}  (log: {run.dir / LOG})")
 
-    def _execute(self, run: Run) -> int:
+    def _execute(self, run: Run, append: bool) -> int:
         spec = {"notebook": str(run.arm.notebook), "output": str(run.output_notebook),
                 "parameters": run.parameters(), "parent_pid": os.getpid()}
-        with open(run.dir / LOG, "wb") as log_file:
+        with open(run.dir / LOG, "ab" if append else "wb") as log_file:
             child = subprocess.Popen(
                 [sys.executable, "-c", "from dualpath_book.sweep import _child_main; _child_main()"],
                 stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT, env=self._env())
@@ -654,7 +671,7 @@ def _this_interpreter_kernel_manager() -> type:
 # --------------------------------------------------------------------------- results
 
 _FIRST = ["grid", "arm", "seed"]
-_LAST = ["status", "error", "wall_s", "commit", "machine", "command", "python", "papermill", "torch",
+_LAST = ["status", "error", "wall_s", "resumed", "commit", "machine", "command", "python", "papermill", "torch",
          "notebook", "run_dir", "started_at", "finished_at"]
 
 
@@ -665,7 +682,8 @@ def aggregate(grid_dir: str | os.PathLike) -> pd.DataFrame:
     from the grid file (delete their folders to drop them).
 
     Columns: grid, arm, seed, ``param_<name>`` per parameter, one per metric (``metric_<name>``
-    if it would clash with another column), then status, error, wall_s and provenance.
+    if it would clash with another column), then status, error, wall_s (seconds of the last
+    start: a resumed run's earlier starts are not in it), resumed and provenance.
     """
     grid_dir = Path(grid_dir)
     rows = []
@@ -729,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: unfinished runs will be redone by the next sweep", file=sys.stderr)
+        print("interrupted: the next sweep resumes unfinished runs", file=sys.stderr)
         return 130
     planned = {a.name for a in grid.arms if not only or a.name in only}
     ours = table[table["arm"].isin(planned)] if len(table) else table
