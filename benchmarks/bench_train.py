@@ -63,7 +63,7 @@ def make_model(cfg):
 
 
 def time_old(old, cfg, split, phase) -> float:
-    caps_of = [split.caps_by_image[s:s + c].tolist() for s, c in zip(split.caps_start.tolist(),
+    caps_of = [split.caps_by_class[s:s + c].tolist() for s, c in zip(split.caps_start.tolist(),
                                                                   split.caps_count.tolist())]
     old_split = old.Split(split.corpus, split.caption_ids, split.features, caps_of)
     model = make_model(cfg)

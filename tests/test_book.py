@@ -140,7 +140,7 @@ def test_architecture_figure_paper_labels():
     labels = " ".join(_texts(fig))
     assert isinstance(fig, Figure)
     assert "2048" in labels and "W_share" in labels and "ResNet-50" in labels
-    assert "6,000" in labels        # Flickr8k training images = classes
+    assert "29,783" in labels       # the official Flickr30k split: training images = classes
 
 
 def test_architecture_figure_follows_config():

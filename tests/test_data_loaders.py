@@ -271,3 +271,43 @@ def test_cuhk_missing_key_names_key_and_entry(tmp_path):
     path.write_text(json.dumps([{"split": "train", "captions": ["x"], "file_path": "a.png"}]))
     with pytest.raises(DataError, match=r"reid_raw\.json: entry \[0\] has no key 'id'"):
         load_cuhk_pedes(path, tmp_path, check_images=False)
+
+
+def write_flickr30k(root: Path, ids: list[str]) -> Path:
+    folder = root / "flickr30k"
+    (folder / "flickr30k-images").mkdir(parents=True)
+    lines = []
+    for i in ids:
+        (folder / "flickr30k-images" / f"{i}.jpg").write_bytes(b"")
+        lines += [f"{i}.jpg#{k}\tA Dog number {i} runs ( fast ) , caption {k} ." for k in range(5)]
+    (folder / "results_20130124.token").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_flickr30k_official_split_follows_flickr8ks_test_and_dev_ids(tmp_path):
+    """SPEC 4: test / val are the Flickr30k images whose Flickr id is in Flickr8k's test / dev list;
+    every other image trains (Karpathy's JSON lacks some of them, so captions come from the token file)."""
+    ids = [str(1000 + i) for i in range(10)]
+    write_flickr30k(tmp_path, ids)
+    splits = tmp_path / "flickr8k_224" / "splits"
+    splits.mkdir(parents=True)
+    (splits / "test.txt").write_text("1002_a1b2c3.jpg\n1005_d4e5f6.jpg\n")
+    (splits / "val.txt").write_text("1007_0f0f0f.jpg\n")
+    corpus = load_corpus("flickr30k_official", tmp_path)
+    assert corpus.name == "flickr30k_official" and len(corpus.captions) == 50
+    named = {split: sorted(Path(corpus.images[i]).stem for i in ids_) for split, ids_ in corpus.splits.items()}
+    assert named == {"test": ["1002", "1005"], "val": ["1007"],
+                     "train": [i for i in ids if i not in {"1002", "1005", "1007"}]}
+    assert corpus.captions[0] == "A Dog number 1000 runs ( fast ) , caption 0 ."   # case kept
+    assert corpus.select("train").n_classes == 7
+    # Flickr8k's own lists beside Flickr30k win; a list naming an image Flickr30k lacks is an error
+    (tmp_path / "flickr30k" / "Flickr_8k.testImages.txt").write_text("1001_x.jpg\n4242_y.jpg\n")
+    (tmp_path / "flickr30k" / "Flickr_8k.devImages.txt").write_text("1003_z.jpg\n")
+    with pytest.raises(DataError, match=r"1 of its 2 Flickr ids are not in Flickr30k \(e\.g\. 4242\)"):
+        load_corpus("flickr30k_official", tmp_path)
+
+
+def test_flickr30k_official_split_without_flickr8k_lists_says_what_to_put_where(tmp_path):
+    write_flickr30k(tmp_path, ["1", "2"])
+    with pytest.raises(DataError, match=r"Flickr_8k\.testImages\.txt and Flickr_8k\.devImages\.txt in .*flickr30k"):
+        load_corpus("flickr30k_official", tmp_path)

@@ -6,7 +6,7 @@ import pytest
 
 from dualpath.data.text import Vocabulary
 from dualpath.data.wordvec import embedding_matrix, load_glove_package, load_word_vectors
-from dualpath.errors import DataError, WeightsError
+from dualpath.errors import ConfigError, DataError, WeightsError
 
 WORDS = ["the", "dog", "New York"]
 VECS = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [3.0, 2.0, 1.0]], dtype=np.float32)
@@ -111,15 +111,52 @@ def test_training_reads_only_the_vocabularys_words_from_a_vector_file(tmp_path, 
 
     path = tmp_path / "vectors.txt"
     path.write_text("\n".join(text_lines(["the", "Dog", "zebra"], VECS)) + "\n")
-    vocab = Vocabulary.build(["the dog runs", "the dog"], lowercase=False)
+    captions = ["the dog runs", "the dog"]
     read = []
     real = inputs.load_word_vectors
     monkeypatch.setattr(inputs, "load_word_vectors", lambda *a, **kw: read.append(real(*a, **kw)) or read[-1])
-    matrix, _ = inputs.word_vectors(preset("cpu", word_vectors=str(path)), vocab)
+    vocab, matrix, coverage = inputs.vocabulary(preset("cpu", word_vectors=str(path), lowercase=False), captions)
     assert read[0][0] == ["the"]      # 'zebra' is not in the vocabulary, nor is 'Dog' ('dog' is)
+    assert vocab.words == ["dog", "the", "runs"] and coverage["n_found"] == 1
     np.testing.assert_array_equal(matrix[vocab.words.index("the") + 1], VECS[0])
 
     none = tmp_path / "none.txt"
     none.write_text("cat 1 2 3\n")
     with pytest.raises(DataError, match="has none of the 3 training words"):
-        inputs.word_vectors(preset("cpu", word_vectors=str(none)), vocab)
+        inputs.vocabulary(preset("cpu", word_vectors=str(none)), captions)
+
+
+def test_the_official_dictionary_keeps_only_words_with_a_vector_as_written(tmp_path):
+    """SPEC 1.2: a word enters the dictionary only if word2vec has it (case-sensitively); the
+    others vanish from every caption."""
+    from dualpath.config import preset
+    from dualpath.train import inputs
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("\n".join(text_lines(["the", "Dog", "zebra"], VECS)) + "\n")
+    cfg = preset("cpu", word_vectors=str(path), lowercase=False, vocab_needs_vector=True)
+    vocab, matrix, coverage = inputs.vocabulary(cfg, ["the Dog runs", "the dog"])
+    assert vocab.words == ["the", "Dog"]             # 'dog' and 'runs' have no vector as written
+    assert vocab.encode("the dog runs") == [1] and vocab.encode("Dog") == [2]
+    assert coverage["word_coverage"] == 1.0 and vocab.n_dropped_types == 2
+    np.testing.assert_array_equal(matrix[2], VECS[1])
+    with pytest.raises(DataError, match="no training word has a vector"):
+        inputs.vocabulary(cfg, ["THE"])                # only its lower-cased form has one
+    with pytest.raises(ConfigError, match="needs word vectors"):
+        inputs.vocabulary(cfg.replace(word_vectors="random"), ["the dog"])
+
+
+def test_word2vec_by_name_is_found_under_the_data_root_or_named_where_to_put_it(tmp_path):
+    from dualpath.config import preset
+    from dualpath.train import inputs
+
+    with pytest.raises(WeightsError, match=r"word2vec/.*GoogleNews-vectors-negative300\.bin\.gz"):
+        inputs.vocabulary(preset("cpu", word_vectors="word2vec"), ["the dog"], data_root=tmp_path)
+    folder = tmp_path / "word2vec"
+    folder.mkdir()
+    (folder / "GoogleNews-vectors-negative300.bin").write_bytes(
+        b"2 3\nthe " + VECS[0].astype(np.float32).tobytes() + b"\ndog " + VECS[1].astype(np.float32).tobytes() + b"\n")
+    vocab, matrix, coverage = inputs.vocabulary(preset("cpu", word_vectors="word2vec"), ["the dog"],
+                                                data_root=tmp_path)
+    assert coverage["n_found"] == 2
+    np.testing.assert_allclose(matrix[vocab.words.index("dog") + 1], VECS[1])

@@ -17,8 +17,8 @@ from dualpath.losses import ranking_loss
 from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
 from dualpath.train import RECIPES, phases_of
-from dualpath.train.inputs import CachedMaps, CachedPooled, Pixels, image_source, synthetic_split
-from dualpath.train.step import EpochPlan, Forward, has_instance, is_paired, mine, shard_rows, train_step
+from dualpath.train.inputs import CachedMaps, CachedPooled, Pixels, Split, image_source, synthetic_split
+from dualpath.train.step import EpochPlan, Forward, has_instance, is_paired, pair_negatives, shard_rows, train_step
 
 DIM, VOCAB = 32, 60
 
@@ -50,9 +50,10 @@ def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
     assert [(p.name, tuple(p.lambdas), p.finetune) for p in phases] == expected
     assert [p.epochs for p in phases] == [cfg.stage1_epochs, cfg.stage2_epochs][:len(phases)]
     assert set(RECIPES) == {"paper", "instance", "ranking", "joint", "both"}
-    # only phases with a ranking term mine, and only with the paper's negatives
-    paper = phases_of(cfg.replace(negatives="paper"), recipe)
-    assert [is_paired(p, cfg) for p in paper] == [p.lambdas[0] > 0 for p in paper]
+    # only phases with a ranking term pair negatives, and only with the paper's or CUHK's policy
+    for mode in ("paper", "random"):
+        paired = phases_of(cfg.replace(negatives=mode), recipe)
+        assert [is_paired(p, cfg) for p in paired] == [p.lambdas[0] > 0 for p in paired]
     assert not any(is_paired(p, cfg) for p in phases)   # negatives 'sum'
 
 
@@ -75,6 +76,48 @@ def test_image_source_follows_the_fine_tuned_blocks():
     maps = image_source(2, cfg, backbone)
     assert isinstance(maps, CachedMaps) and maps.trainable_blocks == 2
     assert isinstance(image_source(-1, cfg, backbone), Pixels)
+    # train_images='pixels': every phase decodes images, its fine-tuned blocks trained
+    pixels = cfg.replace(train_images="pixels")
+    assert [image_source(k, pixels, backbone).trainable_blocks for k in (0, 2, -1)] == [0, 2, -1]
+    assert all(isinstance(image_source(k, pixels, backbone), Pixels) for k in (0, 2, -1))
+
+
+def test_a_frozen_pixel_path_trains_the_head_on_fresh_crops(tmp_path):
+    """Stage I of the paper presets (train_images='pixels'): each time a batch of images is read it
+    gets a new random crop and flip (SPEC 3.4); the backbone stays frozen and keeps no graph."""
+    import numpy as np
+    from PIL import Image
+    from dualpath.data.corpus import Corpus
+
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(8):
+        names.append(f"{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(tmp_path / names[-1])
+    corpus = Corpus("pix", str(tmp_path), names, ["a caption"] * 16, np.repeat(np.arange(8), 2),
+                    np.arange(8), {"train": np.arange(8)})
+    ids = [torch.randint(1, VOCAB, (6,)).tolist() for _ in range(16)]
+    split = Split.build(corpus, ids, None, 12)
+    cfg = tiny_cfg(train_images="pixels", image_size=32)
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, DIM, 3), nn.ReLU())
+    model = build_model(cfg, VOCAB + 1, 8, backbone=Backbone("conv", conv, [], DIM))
+    source = image_source(0, cfg, model.backbone)
+    source.configure(model.backbone)
+    index = torch.arange(8)
+    first, second = source.batch(split, index, index * 0), source.batch(split, index, index * 0)
+    assert first.shape == (8, 3, 32, 32) and not torch.equal(first, second)   # fresh crops
+    assert not source.pool(model.backbone, first).requires_grad
+    phase = phases_of(cfg, "paper")[0]
+    gen = torch.Generator().manual_seed(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    model.backbone.eval()
+    stats = train_step(Forward(model, source), model, source, split, EpochPlan(split, cfg, gen).batch(0),
+                       phase, cfg, gen)
+    assert stats["loss"] > 0
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert sum(p.grad.abs().sum() for p in model.image_head.parameters() if p.grad is not None) > 0
 
 
 # ------------------------------------------------------------------------------- batches
@@ -109,6 +152,18 @@ def test_image_epochs_draw_each_image_once_with_one_of_its_captions():
     assert torch.equal(split.caption_image[caps], images)
 
 
+def test_a_person_draws_any_caption_of_any_of_its_images():
+    """CUHK-PEDES (SPEC 3.3): a training image is paired with a caption of any image of its identity;
+    where every image is its own class the draw is among the image's own captions, in the same order."""
+    person = synthetic_split(20, 2, dim=DIM, vocab_size=VOCAB, labels=[i // 4 for i in range(20)])
+    gen = torch.Generator().manual_seed(0)
+    images = torch.zeros(400, dtype=torch.long)                    # image 0, of person 0 (images 0-3)
+    drawn = person.caption_image[person.draw_captions(images, gen)]
+    assert set(drawn.tolist()) == {0, 1, 2, 3}
+    own = synthetic_split(20, 3, dim=DIM, vocab_size=VOCAB)
+    assert torch.equal(own.caps_by_class, torch.argsort(own.caption_image, stable=True))
+
+
 def test_encode_matches_the_reference_encoder():
     from dualpath.data.text import encode_ids
     split = synthetic_split(10, 3, dim=DIM, vocab_size=VOCAB, max_len=12)
@@ -120,27 +175,59 @@ def test_encode_matches_the_reference_encoder():
 
 
 # -------------------------------------------------------------------------------- mining
-def test_mined_negatives_come_from_outside_the_batch_and_carry_their_own_labels():
+def _paired_batch(mode: str, seed: int = 0):
     labels = [i // 2 for i in range(40)]                            # two images per class (CUHK-like)
     split = synthetic_split(40, 3, dim=DIM, vocab_size=VOCAB, labels=labels)
     cfg = tiny_cfg(n_candidates=16)
     model = tiny_model(cfg, 20)
+    gen = torch.Generator().manual_seed(seed)
+    batch = EpochPlan(split, cfg, gen).batch(0)
+    caps = split.draw_captions(batch.index, gen)
+    x = CachedPooled().batch(split, batch.index, batch.view)
+    out = pair_negatives(model, CachedPooled(), split, batch, x, caps, batch.label, cfg, gen, "cpu", mode)
+    return split, batch, caps, x, out
+
+
+@pytest.mark.parametrize("mode", ["paper", "random"])
+def test_negative_pairs_are_of_another_class_and_carry_their_own_labels(mode):
+    for seed in range(5):
+        split, batch, caps, x, (x2, captions, labels_img, labels_txt) = _paired_batch(mode, seed)
+        half = len(batch) // 2
+        anchors = batch.label[:half]
+        assert torch.equal(captions[:half], caps[:half]) and torch.equal(labels_txt[:half], anchors)
+        assert torch.equal(x2[:half], x[:half]) and torch.equal(labels_img[:half], anchors)
+        neg_images = split.caption_image[captions[half:]]
+        assert torch.equal(labels_txt[half:], split.image_label[neg_images])
+        assert not (labels_txt[half:] == anchors).any()                 # T_n: another identity
+        assert not (labels_img[half:] == anchors).any()                 # I_n: redrawn if it shared one
+        assert not torch.isin(neg_images, batch.index[:half]).any()    # never an anchor's own image
+        # a redrawn I_n row holds its new image's features and label
+        kept = labels_img[half:] == batch.label[half:]
+        assert torch.equal(x2[half:][kept], x[half:][kept])
+        for row in (~kept).nonzero().squeeze(1).tolist():
+            assert any(torch.equal(x2[half + row], split.features.pooled[v, i])
+                       for v in range(split.n_views) for i in (split.image_label == labels_img[half + row]).nonzero().squeeze(1))
+
+
+def test_random_negatives_score_nothing():
+    """The CUHK recipe draws T_n without a forward pass: the model is never called."""
+    class Exploding(torch.nn.Module):
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name})")
+    labels = [i // 2 for i in range(40)]
+    split = synthetic_split(40, 3, dim=DIM, vocab_size=VOCAB, labels=labels)
+    cfg = tiny_cfg()
     gen = torch.Generator().manual_seed(0)
     batch = EpochPlan(split, cfg, gen).batch(0)
     caps = split.draw_captions(batch.index, gen)
     x = CachedPooled().batch(split, batch.index, batch.view)
-    mined, mined_labels = mine(model, CachedPooled(), split, batch, x, caps, batch.label, cfg, gen, "cpu")
-    half = len(batch) // 2
-    assert torch.equal(mined[:half], caps[:half]) and torch.equal(mined_labels[:half], batch.label[:half])
-    mined_images = split.caption_image[mined[half:]]
-    assert not torch.isin(mined_images, batch.index).any()
-    assert torch.equal(mined_labels[half:], split.image_label[mined_images])
+    pair_negatives(Exploding(), CachedPooled(), split, batch, x, caps, batch.label, cfg, gen, "cpu", "random")
 
 
 def test_a_step_trains_and_reports_its_stats():
     split = synthetic_split(24, 5, dim=DIM, vocab_size=VOCAB)
     for unit in ("images", "captions"):
-        for neg in ("paper", "sum", "hardest"):
+        for neg in ("paper", "random", "sum", "hardest"):
             cfg = tiny_cfg(negatives=neg, epoch_unit=unit, grad_clip=1.0, optimizer="adamw", lr=1e-3)
             model = tiny_model(cfg, 24)
             phase = phases_of(cfg, "paper")[1]

@@ -1,4 +1,4 @@
-"""One configuration object for every run, with the presets ``cpu`` and ``paper``.
+"""One configuration object for every run, and its presets (``PRESETS``, described in ``PRESET_NOTES``).
 
 A ``Config`` is saved with each run and inside each checkpoint, so a run can always be
 rebuilt from its directory. ``Config.from_dict`` rejects unknown keys and wrong types with
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 
-NEGATIVE_MODES = ("paper", "hardest", "sum")
+NEGATIVE_MODES = ("paper", "random", "hardest", "sum")
+TRAIN_IMAGES = ("cached", "pixels")
 SHIFT_POLICIES = ("random", "left", "center")
 TEST_SHIFT_POLICIES = ("all", "left", "center")
 STAGE_NAMES = ("stage1", "stage2", "ranking", "joint")
@@ -28,7 +29,8 @@ EPOCH_UNITS = ("images", "captions")
 LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "grad_clip": 0.0,
               "epoch_unit": "images", "classifier_scale": 0.0,
               "stage1_negatives": "", "rank_features": "act",
-              "image_input_dropout": 0.0, "text_input_dropout": 0.0}
+              "image_input_dropout": 0.0, "text_input_dropout": 0.0,
+              "train_images": "cached", "vocab_needs_vector": False}
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Config:
     max_len: int = 32                 # L: words kept per caption (SPEC 1.2: 32 Flickr/COCO, 56 CUHK)
     min_count: int = 1                # a train word enters the vocabulary from this many uses
     lowercase: bool = True            # GloVe is lower-case; the paper matched word2vec case-sensitively
-    word_vectors: str = "glove50"     # 'glove50' (PyPI, offline) | 'random' | path to word2vec/GloVe file
+    word_vectors: str = "glove50"     # 'glove50' (PyPI, offline) | 'word2vec' (GoogleNews, a local file) | 'random' | path to a word2vec/GloVe file
+    vocab_needs_vector: bool = False  # True: the vocabulary keeps only train words with a word vector, as written (the official dictionary, SPEC 1.2)
     train_shift: str = "random"       # position shift while training (SPEC 3.4)
     test_shift: str = "all"           # test-time offsets: 'all' averages every admissible one (SPEC 1.4)
     val_shift: str = "center"         # per-epoch validation: one offset, so validation stays cheap
@@ -88,13 +91,14 @@ class Config:
     lambda_img: float = 1.0
     lambda_txt: float = 0.1
     margin: float = 1.0
-    negatives: str = "paper"
+    negatives: str = "paper"          # 'paper': mined among n_candidates (SPEC 3.3) | 'random': a random caption of another class, no mining (CUHK) | 'hardest' / 'sum': in-batch (VSE++)
     rank_features: str = "act"        # what the ranking loss compares: 'act' post-ReLU (official code) | 'feat' pre-ReLU (as tested)
     stage1_negatives: str = ""        # negatives of a ranking term in phase 1 (ranking / joint recipes); '': `negatives`
     n_candidates: int = 256           # captions scored to mine each hard negative (SPEC 3.3)
     finetune_blocks: int = 2          # top backbone blocks trained in stage II; -1 = all (images, GPU)
     # --- features cache --------------------------------------------------------------------
     train_views: int = 4              # cached augmented views per train image (0: plain, 1: flip, rest: crops)
+    train_images: str = "cached"      # 'cached': train on the cached views | 'pixels': decode each image with a fresh crop and flip every time (SPEC 3.4; a GPU's job)
     # --- run -------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"              # 'auto' | 'cpu' | 'cuda'
@@ -136,6 +140,7 @@ class Config:
             (self.n_candidates >= 1, "n_candidates", ">= 1"),
             (self.finetune_blocks >= -1, "finetune_blocks", "-1 (all) or >= 0"),
             (self.train_views >= 1, "train_views", ">= 1"),
+            (self.train_images in TRAIN_IMAGES, "train_images", f"one of {TRAIN_IMAGES}"),
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}"),
             (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
             (self.warmup_epochs >= 0, "warmup_epochs", ">= 0 (0 = no warm-up)"),
@@ -237,6 +242,13 @@ def _is(value, typ) -> bool:
 CPU_DEPARTURES = dict(text_blocks=[1, 1, 1, 1], lr_mult_new=1.0, lr_mult_bn=1.0, negatives="hardest",
                       margin=0.2)
 
+# What every official recipe shares (SPEC 1.2, 3.1-3.4); the rest are Config's defaults (the
+# paper's SGD multipliers, margin 1, batch 32, the 256-candidate mining).
+PAPER_COMMON = dict(backbone="resnet50", text_width=1.0, text_blocks=[3, 4, 6, 1],
+                    word_vectors="word2vec", lowercase=False, vocab_needs_vector=True,
+                    train_images="pixels", finetune_blocks=-1, train_views=1,
+                    stage1_lr_steps=[], lr=0.1, stage2_lr=0.1, negatives="paper", n_candidates=256)
+
 PRESETS: dict[str, dict] = {
     # The book's run: converges within the 30-minute budget of a 2-core CPU. EfficientNet-Lite0
     # features cached once (whole image + mirror), a quarter-width 1-1-1-1 text CNN over GloVe-50,
@@ -275,16 +287,49 @@ PRESETS: dict[str, dict] = {
     # the backbone frozen, so 16 arms x 3 seeds fit in about two hours on two cores.
     "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,
                      stage2_lr_steps=[], finetune_blocks=0, **CPU_DEPARTURES),
-    # The official Flickr30k recipe (SPEC 1-3) for a GPU: ResNet-50, full text CNN,
-    # 240 + 60 epochs, the whole backbone fine-tuned on images in stage II.
-    "paper": dict(backbone="resnet50", text_width=1.0, word_vectors="glove50",
-                  stage1_epochs=240, stage1_lr_steps=[], stage2_epochs=60,
-                  stage2_lr_steps=[40], finetune_blocks=-1, train_views=1),
+    # The official recipes (SPEC 1-4) for a GPU: ResNet-50, the full text CNN over case-sensitive
+    # GoogleNews word2vec with the official dictionary (train words that have a vector), Stage I
+    # on freshly cropped and flipped images every epoch (decoded, backbone frozen), Stage II
+    # fine-tuning the whole network. Flickr30k: the official split (Flickr8k's test / dev ids).
+    "paper": dict(PAPER_COMMON, dataset="flickr30k_official", dropout=0.75,
+                  stage1_epochs=240, stage2_epochs=60, stage2_lr_steps=[40],
+                  lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1),
+    # MSCOCO: Karpathy's split (the official code drew its own 5,000 / 5,000 with MATLAB's rng(1),
+    # which Python cannot redraw; the sizes are the same); no classifier bias; Stage I trains 75
+    # epochs (the official Stage II started from epoch 75 of its Stage I run).
+    "paper-coco": dict(PAPER_COMMON, dataset="coco", protocol="coco-5k", dropout=0.5, classifier_bias=False,
+                       stage1_epochs=75, stage2_epochs=21, stage2_lr_steps=[15, 20],
+                       lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1),
+    # CUHK-PEDES: a class is a person; 56 words; no mining (a random caption of another identity);
+    # Stage I trains 150 epochs (the official Stage II started from its epoch 150); by identity.
+    "paper-cuhk": dict(PAPER_COMMON, dataset="cuhk_pedes", protocol="cuhk", max_len=56, dropout=0.8,
+                       negatives="random", stage1_epochs=150, stage2_epochs=61, stage2_lr_steps=[40],
+                       lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.5),
     # The mini splits, for tests and `smoke` notebook runs: seconds, not minutes.
     "smoke": dict(subset="mini", text_width=0.125, feature_dim=256, stage1_epochs=2,
                   stage2_epochs=1, stage2_lr_steps=[], train_views=2, n_candidates=32,
                   test_shift="center", finetune_blocks=1, batch_size=16),
 }
+
+
+# What each preset is for and the SPEC sections it follows: `python -m dualpath.train --list-presets`
+# prints this, and the README lists the same (a test keeps them together).
+PRESET_NOTES: dict[str, tuple[str, str]] = {
+    "cpu": ("the book's run, on a 2-core CPU in about 30 minutes", "SPEC 1-3 with measured departures (the book's page on differences)"),
+    "ablation": ("the ablation chapter's short budget, on a CPU", "SPEC 1-3 with the cpu departures of an earlier recipe"),
+    "paper": ("the paper's Flickr30k model, on a GPU (the official split)", "SPEC 1, 2, 3, 4 (split_Flickr30k.m)"),
+    "paper-coco": ("the paper's MSCOCO model, on a GPU (Karpathy's split)", "SPEC 1, 2, 3, 4"),
+    "paper-cuhk": ("the paper's CUHK-PEDES model, on a GPU (identities as classes, no mining)", "SPEC 1, 2, 3, 4, 5"),
+    "smoke": ("seconds on the mini splits: tests and smoke notebook runs", "nothing (a plumbing check)"),
+}
+
+
+def describe_preset(name: str) -> str:
+    """One line: what the preset is for, its dataset, backbone and epochs, and the SPEC it follows."""
+    purpose, spec = PRESET_NOTES[name]
+    cfg = preset(name)
+    return (f"{name}: {purpose}; {cfg.dataset}, {cfg.backbone}, {cfg.stage1_epochs} + {cfg.stage2_epochs} "
+            f"epochs; follows {spec}")
 
 
 def default_protocol(dataset: str) -> str:

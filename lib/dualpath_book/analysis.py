@@ -341,6 +341,11 @@ def flickr8k_vs_flickr30k() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
+# Each negatives policy (Config.negatives) in a few words, for the sentences below.
+NEGATIVE_NAMES = {"paper": "mined hard negatives", "random": "random negatives of another class, unmined",
+                  "hardest": "VSE++'s hardest in-batch negatives", "sum": "the sum over in-batch negatives"}
+
+
 def stage2_sentence(cfg: Config) -> str:
     """What Stage II of ``cfg`` trains, in one sentence generated from the config (never a template
     that assumes one recipe): loss weights, negatives, fine-tuning, epochs and schedule."""
@@ -350,6 +355,8 @@ def stage2_sentence(cfg: Config) -> str:
     negatives = {
         "paper": f"each image anchor's negative caption mined as the hardest of {cfg.n_candidates} "
                  "captions of other images and a random negative image (SPEC 3.3)",
+        "random": "a random caption and a random image of another class as each anchor's negatives, "
+                  "with no mining (the CUHK-PEDES recipe, SPEC 3.3)",
         "hardest": "the hardest negative in the batch in each direction (VSE++)",
         "sum": "every negative in the batch, summed (VSE0)",
     }[cfg.negatives]
@@ -381,15 +388,16 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
         parts.append(f"{cfg.feature_dim}-d embeddings instead of {paper.feature_dim}")
     parts.append(f"{word_vector_dim(cfg)}-d {word_vector_name(cfg)} word vectors instead of the paper's 300-d word2vec")
     if cfg.negatives != paper.negatives or cfg.margin != paper.margin:
-        parts.append({"paper": "mined hard negatives", "hardest": "VSE++'s hardest in-batch negatives",
-                      "sum": "the sum over in-batch negatives"}[cfg.negatives] + f" with margin {cfg.margin:g}")
+        parts.append(f"{NEGATIVE_NAMES[cfg.negatives]} with margin {cfg.margin:g}")
     if cfg.optimizer != paper.optimizer:
         parts.append(f"{cfg.optimizer.capitalize()} with one learning rate for every layer" if
                      cfg.lr_mult_new == cfg.lr_mult_embedding == cfg.lr_mult_classifier == 1.0 else
                      f"{cfg.optimizer.capitalize()}")
-    augment = ("fresh crops and flips" if cfg.finetune_blocks == -1 else
-               "no crops (the whole image and its mirror, cached)" if cfg.train_views <= 2 else
-               f"{cfg.train_views} cached views (the image, its mirror and crops)")
+    cached = ("no crops (the whole image and its mirror, cached)" if cfg.train_views <= 2 else
+              f"{cfg.train_views} cached views (the image, its mirror and crops)")
+    augment = ("fresh crops and flips in both stages" if cfg.train_images == "pixels" else
+               f"{cached} in Stage I and fresh crops and flips in Stage II" if cfg.finetune_blocks == -1
+               else cached)
     parts.append(augment)
     if cfg.image_input_dropout:
         parts.append(f"dropout {cfg.image_input_dropout:g} on the pooled image feature")

@@ -82,8 +82,9 @@ BACKBONE_CHANNELS = {"efficientnet_lite0": 1280, "resnet50": 2048, "resnet152": 
 BACKBONE_NAMES = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50",
                   "resnet152": "ResNet-152", "vgg19": "VGG-19"}
 #: Training classes N (one per training image; CUHK-PEDES: per identity) of the standard splits.
-TRAIN_CLASSES = {"flickr8k": 6000, "flickr30k": 29000, "coco": 113287, "cuhk_pedes": 11003}
-DATASET_NAMES = {"flickr8k": "Flickr8k", "flickr30k": "Flickr30k", "coco": "MSCOCO",
+TRAIN_CLASSES = {"flickr8k": 6000, "flickr30k": 29000, "flickr30k_official": 29783, "coco": 113287,
+                 "cuhk_pedes": 11003}
+DATASET_NAMES = {"flickr8k": "Flickr8k", "flickr30k": "Flickr30k", "flickr30k_official": "Flickr30k", "coco": "MSCOCO",
                  "cuhk_pedes": "CUHK-PEDES", "coco_mini": "COCO mini"}
 
 
@@ -269,15 +270,13 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
 
 def write_architecture_figures(out_dir: str | os.PathLike) -> list[Path]:
     """Write ``architecture_cpu.png`` (the ``cpu`` preset on Flickr8k) and ``architecture_paper.png``
-    (the ``paper`` preset with 300-d word2vec on Flickr30k's official 29,783-class split) to ``out_dir``."""
+    (the ``paper`` preset: 300-d word2vec, Flickr30k's official 29,783-class split) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = {
         "architecture_cpu.png": (preset("cpu"), dict(title="CPU preset: this book's Flickr8k runs")),
         "architecture_paper.png": (
-            preset("paper", word_vectors="GoogleNews-vectors-negative300.bin", dataset="flickr30k"),
-            dict(n_classes=29783, dataset_label="Flickr30k",
-                 title="Paper preset: ResNet-50, full-width text CNN, word2vec-300, Flickr30k")),
+            preset("paper"), dict(title="Paper preset: ResNet-50, full-width text CNN, word2vec-300, Flickr30k")),
     }
     written = []
     for name, (cfg, kwargs) in figures.items():
@@ -288,6 +287,9 @@ def write_architecture_figures(out_dir: str | os.PathLike) -> list[Path]:
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+PAPER_PRESETS = ("paper", "paper-coco", "paper-cuhk")
 
 
 def preset_table(names: Sequence[str] = ("cpu", "paper")) -> pd.DataFrame:
@@ -305,15 +307,18 @@ def _show(value) -> str:
 
 
 def write_book_assets(out_dir: str | os.PathLike) -> list[Path]:
-    """Everything the prose pages include from ``book/generated/``: the two architecture figures
-    and ``presets.csv`` (:func:`preset_table`).  The book build fails while any is missing."""
+    """Everything the prose pages include from ``book/generated/``: the two architecture figures,
+    ``presets.csv`` (cpu against paper) and ``paper_presets.csv`` (the three official recipes), both
+    from :func:`preset_table`.  The book build fails while any is missing."""
     out = Path(out_dir)
     written = write_architecture_figures(out)
-    path = out / "presets.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    preset_table().to_csv(tmp)
-    os.replace(tmp, path)
-    return [*written, path]
+    for name, presets in (("presets.csv", ("cpu", "paper")), ("paper_presets.csv", PAPER_PRESETS)):
+        path = out / name
+        tmp = path.with_name(path.name + ".tmp")
+        preset_table(presets).to_csv(tmp)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
 
 
 # ----------------------------------------------------------------------------------------------

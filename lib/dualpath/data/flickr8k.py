@@ -55,7 +55,7 @@ def load_flickr8k(root: str | os.PathLike, *, images: str | os.PathLike | None =
         captions = _read_captions_tsv(root / "captions.tsv")
         split_files = _shared_split_files(root / "splits")
     elif (root / TOKEN_FILE).is_file():
-        captions = _read_token_file(root / TOKEN_FILE)
+        captions = read_token_file(root / TOKEN_FILE)
         split_files = {split: require_file(root / fname, f"Flickr8k {split} split list")
                        for split, fname in ORIGINAL_SPLITS.items()}
     else:
@@ -66,7 +66,7 @@ def load_flickr8k(root: str | os.PathLike, *, images: str | os.PathLike | None =
 # ---------------------------------------------------------------------- caption files
 def _read_captions_tsv(path: Path) -> Iterator[tuple[str, str]]:
     """Yield (image, caption) from the shared TSV, checking its shape."""
-    lines = _numbered_lines(path)
+    lines = numbered_lines(path)
     first = next(lines, None)
     if first is None or first[1].split("\t") != TSV_HEADER:
         got = "an empty file" if first is None else repr(first[1][:80])
@@ -79,9 +79,9 @@ def _read_captions_tsv(path: Path) -> Iterator[tuple[str, str]]:
         yield parts[0], parts[2].strip()
 
 
-def _read_token_file(path: Path) -> Iterator[tuple[str, str]]:
+def read_token_file(path: Path) -> Iterator[tuple[str, str]]:
     """Yield (image, caption) from ``Flickr8k.token.txt``."""
-    for lineno, line in _numbered_lines(path):
+    for lineno, line in numbered_lines(path):
         parts = line.split("\t", 1)
         match = _TOKEN_ID.match(parts[0]) if len(parts) == 2 else None
         if match is None:
@@ -89,7 +89,7 @@ def _read_token_file(path: Path) -> Iterator[tuple[str, str]]:
         yield match["image"], parts[1].strip()
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers, newline stripped."""
     # Decode line by line (not through a text-mode file) so a bad byte is reported at its line.
     with open(path, "rb") as f:
@@ -144,7 +144,7 @@ def _read_split(path: Path, split: str, builder: CorpusBuilder, present: set[str
     """Image ids listed in one split file; any unknown, absent or repeated image is an error."""
     ids: list[int] = []
     seen: dict[str, int] = {}
-    for lineno, line in _numbered_lines(path):
+    for lineno, line in numbered_lines(path):
         image = line.strip()
         image_id = builder.image_id(image)
         if image_id is None:

@@ -17,6 +17,7 @@ from .coco import load_coco
 from .corpus import Corpus, require_dir, require_file
 from .cuhk_pedes import load_cuhk_pedes
 from .flickr8k import load_flickr8k
+from .flickr30k import flickr8k_lists, load_flickr30k_official
 from .karpathy import load_karpathy
 
 
@@ -44,6 +45,10 @@ def _karpathy(dataset: str, image_folders: tuple[str, ...]) -> Callable[[Path], 
     return load
 
 
+def _flickr30k_official(folder: Path) -> Corpus:
+    return load_flickr30k_official(folder, *flickr8k_lists(folder, folder.parent))
+
+
 def _cuhk(folder: Path) -> Corpus:
     json_path = require_file(folder / "reid_raw.json", "CUHK-PEDES annotation file",
                              "request CUHK-PEDES from its authors (it may not be redistributed)")
@@ -57,6 +62,10 @@ DATASETS: dict[str, DatasetEntry] = {
                               "the shared data ships coco_mini/; see data/README.md"),
     "flickr30k": DatasetEntry(("flickr30k",), _karpathy("flickr30k", ("flickr30k-images", "images")),
                               "put dataset_flickr30k.json and flickr30k-images/ in <data root>/flickr30k/"),
+    "flickr30k_official": DatasetEntry(
+        ("flickr30k",), _flickr30k_official,
+        "put results_20130124.token, flickr30k-images/ and Flickr8k's Flickr_8k.{test,dev}Images.txt "
+        "in <data root>/flickr30k/"),
     "coco": DatasetEntry(("coco",), _karpathy("coco", (".",)),
                          "put dataset_coco.json, train2014/ and val2014/ in <data root>/coco/"),
     "cuhk_pedes": DatasetEntry(("cuhk_pedes", "CUHK-PEDES"), _cuhk,

