@@ -222,6 +222,21 @@ def test_config_unknown_key_and_wrong_type(tmp_path: Path):
     assert out.returncode != 0 and "droput" in out.stderr
 
 
+def test_a_config_file_sets_only_the_keys_it_names(tmp_path: Path):
+    from dualpath.train.__main__ import _config_file
+
+    path = tmp_path / "c.json"
+    path.write_text('{"batch_size": 8}')
+    cfg = preset("cpu", **_config_file(str(path)))
+    assert cfg.batch_size == 8 and cfg.optimizer == "adam" and cfg.stage1_epochs == preset("cpu").stage1_epochs
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        _config_file(str(path))
+    path.write_text("{oops")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        _config_file(str(path))
+
+
 def test_data_root_without_images(tmp_path: Path):
     root = tmp_path / "root" / "flickr8k_224"
     (root / "splits").mkdir(parents=True)
