@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke central
+.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke central sync
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -51,6 +51,9 @@ ablations: venv             ## the ablation sweep (about two hours on 2 cores; m
 central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
 	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2
 	cp runs/sweeps/central/results.csv book/tables/central.csv
+
+sync: venv                   ## write every notebook's parameters cell from dualpath_book.page.NOTEBOOK_PARAMETERS
+	$(PY) -m dualpath_book.sync
 
 ablations-smoke: venv       ## the sweep machinery on the mini splits, in a minute
 	$(PY) -m dualpath_book.sweep grids/smoke.yaml --out runs/sweeps --jobs 2

@@ -65,7 +65,7 @@ def test_one_parameters_cell_with_documented_parameters(path):
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
     inspected = papermill.inspect_notebook(str(path))
     assert set(inspected) == set(page.NOTEBOOK_PARAMETERS)
-    for name, (default, _) in page.NOTEBOOK_PARAMETERS.items():
+    for name, (default, _, _) in page.NOTEBOOK_PARAMETERS.items():
         param = inspected[name]
         assert param["help"].strip(), f"{path.name}: parameter {name} has no help comment"
         assert param["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
@@ -326,3 +326,16 @@ def test_smoke_pipeline_cache(smoke_book, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     assert "01_data: executing" in proc.stdout and "1 executed, 0 skipped" in proc.stdout, proc.stdout
     assert _read(out / "01_data.ipynb").metadata["papermill"]["parameters"] == params
+
+
+def test_parameters_cells_are_written_from_the_one_table(tmp_path):
+    """`python -m dualpath_book.sync` writes every book notebook's parameters cell from
+    page.NOTEBOOK_PARAMETERS; --check (and this test) fails while one differs."""
+    from dualpath_book import sync
+
+    assert sync.out_of_sync() == [], "run python -m dualpath_book.sync"
+    copy = tmp_path / NOTEBOOKS[0].name
+    copy.write_text(NOTEBOOKS[0].read_text().replace('seed: int = 0 ', 'seed: int = 7 '))
+    assert sync.out_of_sync([copy]) == [copy]
+    assert sync.sync([copy]) == [copy] and sync.out_of_sync([copy]) == []
+    assert copy.read_text() == NOTEBOOKS[0].read_text()    # nothing else of the notebook changes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from dualpath.config import Config, default_protocol, preset as make_preset
 from dualpath.errors import ConfigError
@@ -18,21 +18,36 @@ from dualpath.paths import runs_root
 from .layout import REPO_ROOT
 
 
-#: The parameters every notebook's ``parameters`` cell defines: name -> (default, help).
-NOTEBOOK_PARAMETERS: dict[str, tuple[Any, str]] = {
-    "dataset": ("flickr8k", "corpus name (dualpath.data.load_corpus): flickr8k, flickr30k, coco, cuhk_pedes"),
-    "protocol": (None, "evaluation protocol: 1k, coco-1k, coco-5k or cuhk; None: the dataset's (cuhk for cuhk_pedes, else 1k)"),
-    "data_root": (None, "folder holding the datasets; None: $DUALPATH_DATA, ./data or ../shared/data"),
-    "backbone": ("efficientnet_lite0", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
-    "preset": ("cpu", "config preset: cpu (2-core CPU budget) or paper (official recipe, GPU)"),
-    "stage1_epochs": (None, "Stage I epochs (instance loss only); None: the preset's"),
-    "stage2_epochs": (None, "Stage II epochs (ranking + instance loss); None: the preset's"),
-    "seed": (0, "random seed of the run"),
-    "device": ("auto", "auto, cpu or cuda[:n]"),
-    "run_dir": (None, "run directory (an existing run keeps its own config); None: runs/book/<preset>-<backbone>-seed<seed>"),
-    "smoke": (False, "True: preset smoke on the mini splits, so the notebook runs in seconds"),
+class Parameter(NamedTuple):
+    default: Any
+    kind: str          # the annotation papermill reads (a string where typing would need an import)
+    help: str
+
+
+#: The parameters every notebook's ``parameters`` cell defines. ``python -m dualpath_book.sync``
+#: writes those cells from this table; a test fails while a notebook differs from it.
+NOTEBOOK_PARAMETERS: dict[str, Parameter] = {
+    "dataset": Parameter("flickr8k", "str", "corpus name (dualpath.data.load_corpus): flickr8k, flickr30k, "
+                         "flickr30k_official, coco, cuhk_pedes"),
+    "protocol": Parameter(None, "Optional[str]", "evaluation protocol: 1k, coco-1k, coco-5k or cuhk; None: "
+                          "the dataset's (cuhk for cuhk_pedes, else 1k)"),
+    "data_root": Parameter(None, "Optional[str]", "folder holding the datasets; None: $DUALPATH_DATA, ./data "
+                           "or ../shared/data"),
+    "backbone": Parameter("efficientnet_lite0", "str", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
+    "preset": Parameter("cpu", "str", "config preset: cpu (2-core CPU budget); paper, paper-coco or "
+                        "paper-cuhk (official recipes, GPU)"),
+    "stage1_epochs": Parameter(None, "Optional[int]", "Stage I epochs (instance loss only); None: the preset's"),
+    "stage2_epochs": Parameter(None, "Optional[int]", "Stage II epochs (ranking + instance loss); None: the preset's"),
+    "seed": Parameter(0, "int", "random seed of the run"),
+    "device": Parameter("auto", "str", "auto, cpu or cuda[:n]"),
+    "run_dir": Parameter(None, "Optional[str]", "run directory (an existing run keeps its own config); None: "
+                         "runs/book/<preset>-<backbone>-seed<seed>"),
+    "smoke": Parameter(False, "bool", "True: preset smoke on the mini splits, so the notebook runs in seconds"),
 }
 
+
+def parameter_defaults() -> dict[str, Any]:
+    return {name: p.default for name, p in NOTEBOOK_PARAMETERS.items()}
 
 
 # --------------------------------------------------------------------------- parameters
@@ -51,7 +66,7 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; the notebooks take "
                           f"{sorted(NOTEBOOK_PARAMETERS)}")
-    p = {k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params
+    p = parameter_defaults() | params
     name = "smoke" if p["smoke"] else p["preset"]
     overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
                                      device=p["device"],

@@ -42,7 +42,7 @@ from dualpath.errors import ConfigError, DualPathError
 from dualpath.io import atomic_path, write_json_atomic
 
 from .layout import GENERATED_DIR, NOTEBOOKS_DIR, TABLES_DIR
-from .page import NOTEBOOK_PARAMETERS, notebook_config
+from .page import notebook_config, parameter_defaults
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 METHOD_DIR = Path(dualpath.__file__).resolve().parent
@@ -146,7 +146,7 @@ def cache_key(notebook: Path, params: dict, sources: str | None = None) -> dict[
         })
     elif kind == "data":
         notebook_config(**params)   # the same validation as the others
-        chosen = {k: v for k, v in ({k: d for k, (d, _) in NOTEBOOK_PARAMETERS.items()} | params).items()
+        chosen = {k: v for k, v in (parameter_defaults() | params).items()
                   if k in DATA_PARAMETERS}
         parts["parameters"] = json.dumps(chosen, sort_keys=True, default=str)
     parts["key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
