@@ -160,3 +160,26 @@ def test_scale_sentence_follows_the_config():
     assert "4 cached views" in other and "top 1 backbone block(s)" in other
     assert "sum over in-batch negatives" in other and "dropout" not in other
     assert "fresh crops" in scale_sentence(preset("cpu", finetune_blocks=-1), paper)
+    assert "fresh crops and flips in both stages" in scale_sentence(paper, paper)
+    assert "no mining" in stage2_sentence_of("paper-cuhk")
+
+
+def stage2_sentence_of(name: str) -> str:
+    from dualpath_book.analysis import stage2_sentence
+    from dualpath.config import preset
+    return stage2_sentence(preset(name))
+
+
+def test_stage1_sentence_says_what_the_images_are_and_how_long():
+    from dualpath_book.analysis import stage1_sentence
+    from dualpath.config import preset
+
+    book = stage1_sentence(preset("cpu"))
+    assert "cached for the whole image and its mirror, so the run sees no crops" in book
+    assert "5 epochs, each over every training caption once, in batches of 128, with Adam" in book
+    assert "cosine" in book
+    views = stage1_sentence(preset("cpu", train_views=4, epoch_unit="images", schedule="step", stage1_lr_steps=[3]))
+    assert "4 views of each image" in views and "every training image once" in views
+    assert "divided by 10 at epoch(s) 3" in views
+    paper = stage1_sentence(preset("paper"))
+    assert "fresh random crop and flip" in paper and "240 epochs" in paper and "SGD" in paper

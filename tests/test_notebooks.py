@@ -21,7 +21,8 @@ import papermill
 import pytest
 import yaml
 
-from dualpath_book import htmlcheck, mathjax, page, pipeline
+from dualpath.config import preset
+from dualpath_book import analysis, htmlcheck, mathjax, page, pipeline
 from dualpath.errors import ConfigError
 from dualpath_book.layout import REPO_ROOT
 
@@ -115,6 +116,15 @@ def test_notebook_config(tmp_path, monkeypatch):
     assert run_dir == REPO_ROOT / "runs" / "x"
     with pytest.raises(ConfigError, match="unknown notebook parameter"):
         page.notebook_config(epochs=3)
+    # overrides: any config key, validated, and a run directory of their own
+    cfg, run_dir = page.notebook_config(smoke=True, overrides={"negatives": "sum"})
+    other_cfg, other = page.notebook_config(smoke=True, overrides={"negatives": "hardest"})
+    assert cfg.negatives == "sum" and run_dir.name.startswith("smoke-efficientnet_lite0-seed0-")
+    assert other != run_dir and other_cfg.negatives == "hardest"
+    with pytest.raises(ConfigError, match="negatives"):
+        page.notebook_config(overrides={"negatives": "nearest"})
+    with pytest.raises(ConfigError, match="must be a dict"):
+        page.notebook_config(overrides="negatives=sum")
 
 
 def test_an_existing_run_keeps_its_config(tmp_path, monkeypatch):
@@ -283,6 +293,41 @@ def test_smoke_book_images_and_glue_render(smoke_book):
     data = (html / "book" / "generated" / "01_data.html").read_text()
     assert "blob/main/book/generated" not in data
     assert COLAB.format("01_data") in data
+
+
+def _glued_markdown(path: Path) -> str:
+    """Every markdown output glued by an executed notebook, joined."""
+    nb = _read(path)
+    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_the_training_pages_describe_the_config_they_ran(smoke_book, tmp_path):
+    """The Stage I and II pages under two configs that differ in negatives and cached views: each
+    page says what its own run did (the sentences come from the config, not a template)."""
+    root, _ = smoke_book
+    out = tmp_path / "generated"
+    overrides = {"negatives": "sum", "train_views": 3}
+    proc = _pipeline(tmp_path, "--smoke", "--only", "02", "--only", "03", "-p", "overrides", repr(overrides),
+                     "--out", str(out), "--runs", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    smoke, other = preset("smoke"), preset("smoke", **overrides)
+    pages = {"02_stage1": analysis.stage1_sentence, "03_stage2": analysis.stage2_sentence}
+    for name, sentence in pages.items():
+        default_page = _glued_markdown(root / "book" / "generated" / f"{name}.ipynb")
+        other_page = _glued_markdown(out / f"{name}.ipynb")
+        assert sentence(smoke) in default_page and sentence(other) in other_page, name
+        assert sentence(smoke) != sentence(other) and sentence(other) not in default_page, name
+    stage1 = _glued_markdown(out / "02_stage1.ipynb")
+    assert "for 3 views of each image" in stage1 and "no crops" in _glued_markdown(
+        root / "book" / "generated" / "02_stage1.ipynb")
+    stage2 = _glued_markdown(out / "03_stage2.ipynb")
+    assert "every negative in the batch, summed" in stage2 and "mined" not in stage2
+    assert f"hardest of {smoke.n_candidates}" in _glued_markdown(root / "book" / "generated" / "03_stage2.ipynb")
+    # the run under the overrides kept its own directory and config
+    runs = list((tmp_path / "runs" / "book").glob("smoke-efficientnet_lite0-seed0-*"))
+    assert len(runs) == 1 and json.loads((runs[0] / "config.json").read_text())["negatives"] == "sum"
 
 
 @pytest.mark.slow

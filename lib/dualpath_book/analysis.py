@@ -346,6 +346,42 @@ NEGATIVE_NAMES = {"paper": "mined hard negatives", "random": "random negatives o
                   "hardest": "VSE++'s hardest in-batch negatives", "sum": "the sum over in-batch negatives"}
 
 
+def training_images(cfg: Config) -> str:
+    """What the image branch trains on, in words: fresh crops or cached views, in which stage."""
+    cached = ("no crops (the whole image and its mirror, cached)" if cfg.train_views <= 2 else
+              f"{cfg.train_views} cached views (the image, its mirror and crops)")
+    if cfg.train_images == "pixels":
+        return "fresh crops and flips in both stages"
+    return f"{cached} in Stage I and fresh crops and flips in Stage II" if cfg.finetune_blocks == -1 else cached
+
+
+def _schedule(cfg: Config, lr: float, steps: Sequence[int]) -> str:
+    if cfg.schedule == "cosine":
+        return f"the learning rate decaying from {lr:g} to 0 along a cosine"
+    return f"learning rate {lr:g}" + (f", divided by 10 at epoch(s) {', '.join(map(str, steps))}" if steps else "")
+
+
+def _optimizer(cfg: Config) -> str:
+    return cfg.optimizer.upper() if cfg.optimizer == "sgd" else cfg.optimizer.capitalize()
+
+
+def stage1_sentence(cfg: Config) -> str:
+    """What Stage I of ``cfg`` trains on and how long, generated from the config."""
+    if cfg.train_images == "pixels":
+        images = ("every batch of images is decoded with a fresh random crop and flip and passes the "
+                  "frozen image CNN")
+    elif cfg.train_views <= 2:
+        images = ("the frozen image CNN's features are computed once and cached for the whole image "
+                  "and its mirror, so the run sees no crops")
+    else:
+        images = (f"the frozen image CNN's features are computed once and cached for {cfg.train_views} "
+                  "views of each image (the image, its mirror and random crops), one drawn per use")
+    unit = "every training caption once" if cfg.epoch_unit == "captions" else "every training image once"
+    return (f"In this run {images}. Stage I trains for {cfg.stage1_epochs} epochs, each over {unit}, "
+            f"in batches of {cfg.batch_size}, with {_optimizer(cfg)} and "
+            f"{_schedule(cfg, cfg.lr, cfg.stage1_lr_steps)}.")
+
+
 def stage2_sentence(cfg: Config) -> str:
     """What Stage II of ``cfg`` trains, in one sentence generated from the config (never a template
     that assumes one recipe): loss weights, negatives, fine-tuning, epochs and schedule."""
@@ -363,14 +399,9 @@ def stage2_sentence(cfg: Config) -> str:
     tuned = ("the image CNN frozen" if cfg.finetune_blocks == 0 else "the whole image CNN fine-tuned"
              if cfg.finetune_blocks == -1 else f"the top {cfg.finetune_blocks} block(s) of the image "
              "CNN fine-tuned")
-    schedule = (f"the learning rate decaying from {cfg.stage2_lr:g} to 0 along a cosine"
-                if cfg.schedule == "cosine" else
-                f"learning rate {cfg.stage2_lr:g}" + (f", divided by 10 at epoch(s) "
-                                                      f"{', '.join(map(str, cfg.stage2_lr_steps))}"
-                                                      if cfg.stage2_lr_steps else ""))
     return (f"Stage II trains {losses} with margin {cfg.margin:g} and {negatives}, with {tuned}, "
-            f"for {cfg.stage2_epochs} epochs of {cfg.optimizer.upper() if cfg.optimizer == 'sgd' else cfg.optimizer.capitalize()}, "
-            f"{schedule}.")
+            f"for {cfg.stage2_epochs} epochs of {_optimizer(cfg)}, "
+            f"{_schedule(cfg, cfg.stage2_lr, cfg.stage2_lr_steps)}.")
 
 
 def scale_sentence(cfg: Config, paper: Config) -> str:
@@ -393,12 +424,7 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
         parts.append(f"{cfg.optimizer.capitalize()} with one learning rate for every layer" if
                      cfg.lr_mult_new == cfg.lr_mult_embedding == cfg.lr_mult_classifier == 1.0 else
                      f"{cfg.optimizer.capitalize()}")
-    cached = ("no crops (the whole image and its mirror, cached)" if cfg.train_views <= 2 else
-              f"{cfg.train_views} cached views (the image, its mirror and crops)")
-    augment = ("fresh crops and flips in both stages" if cfg.train_images == "pixels" else
-               f"{cached} in Stage I and fresh crops and flips in Stage II" if cfg.finetune_blocks == -1
-               else cached)
-    parts.append(augment)
+    parts.append(training_images(cfg))
     if cfg.image_input_dropout:
         parts.append(f"dropout {cfg.image_input_dropout:g} on the pooled image feature")
     parts.append("a backbone frozen in both stages" if cfg.finetune_blocks == 0 else

@@ -42,6 +42,8 @@ NOTEBOOK_PARAMETERS: dict[str, Parameter] = {
     "device": Parameter("auto", "str", "auto, cpu or cuda[:n]"),
     "run_dir": Parameter(None, "Optional[str]", "run directory (an existing run keeps its own config); None: "
                          "runs/book/<preset>-<backbone>-seed<seed>"),
+    "overrides": Parameter(None, "Optional[dict]", "config keys to change after the preset, e.g. "
+                           "{'negatives': 'sum'}; None: none"),
     "smoke": Parameter(False, "bool", "True: preset smoke on the mini splits, so the notebook runs in seconds"),
 }
 
@@ -57,7 +59,8 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
     ``smoke=True`` replaces the preset by ``smoke`` (mini splits, tiny model). Epoch counts of
     ``None`` keep the preset's. Without ``run_dir`` the run lives in
     ``runs_root()/book/<preset>-<backbone>-seed<seed>``, with the dataset prefixed when it is
-    not Flickr8k and the epochs appended when they were overridden, so that runs of different
+    not Flickr8k, the epochs appended when they were overridden and a hash of any other
+    ``overrides`` (config keys, validated like the preset's), so that runs of different
     settings never share a directory. A relative ``run_dir`` is taken from the repository root.
     A ``run_dir`` that already holds a run is shown with that run's own config (see
     :func:`_existing_run_config`).
@@ -74,7 +77,10 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
     for key in ("stage1_epochs", "stage2_epochs"):
         if p[key] is not None:
             overrides[key] = p[key]
-    cfg = make_preset(name, **overrides)
+    if not isinstance(p["overrides"] or {}, dict):
+        raise ConfigError(f"notebook parameter 'overrides' must be a dict of config keys, got {p['overrides']!r}")
+    extra = dict(p["overrides"] or {})
+    cfg = make_preset(name, **{**overrides, **extra})
     explicit = p["run_dir"] is not None
     if explicit:
         run_dir = Path(p["run_dir"]).expanduser()
@@ -85,6 +91,8 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
             stem = f"{cfg.dataset}-{stem}"
         if p["stage1_epochs"] is not None or p["stage2_epochs"] is not None:
             stem += f"-epochs{cfg.stage1_epochs}+{cfg.stage2_epochs}"
+        if extra:
+            stem += f"-{cfg.digest(sorted(extra))}"   # the overridden keys' values, hashed
         run_dir = runs_root() / "book" / stem
     return _existing_run_config(cfg, run_dir, explicit), run_dir
 

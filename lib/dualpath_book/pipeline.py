@@ -115,7 +115,7 @@ def run_state(run_dir: Path) -> dict[str, str | None]:
 #:   ``tables`` no parameter at all: the committed tables (``book/tables/*.csv``) and the package.
 #: The package sources and the notebook itself are part of every key.
 DEPENDS_ON = ("run", "data", "tables")
-DATA_PARAMETERS = ("dataset", "data_root", "backbone", "preset", "smoke", "seed")
+DATA_PARAMETERS = ("dataset", "data_root", "backbone", "preset", "smoke", "seed", "overrides")
 
 
 def depends_on(notebook: Path) -> str:
