@@ -26,7 +26,7 @@ def test_split_and_vocabulary_tables(tmp_path):
     table = analysis.split_table(corpus, preset("cpu", val_split="train"))
     assert table.loc["train", "images"] == 2 and table.loc["train", "captions"] == 4
     assert table.loc["train", "used as"] in ("train", "val") and table.loc["mini_train", "used as"] == ""
-    assert analysis.role_splits(preset("smoke"))["test"] == "mini_test"
+    assert preset("smoke").role_splits()["test"] == "mini_test"
     parts = {"train": corpus.select("train"), "test": corpus.select("test")}
     vocab = Vocabulary.build(parts["train"].captions)
     stats = analysis.vocabulary_table(vocab, parts, length=4)
@@ -183,3 +183,16 @@ def test_stage1_sentence_says_what_the_images_are_and_how_long():
     assert "divided by 10 at epoch(s) 3" in views
     paper = stage1_sentence(preset("paper"))
     assert "fresh random crop and flip" in paper and "240 epochs" in paper and "SGD" in paper
+
+
+def test_vocabulary_and_word_vector_sentences_follow_the_config():
+    from dualpath_book.analysis import vocabulary_sentence, word_vector_sentence
+    from dualpath.config import preset
+
+    book = vocabulary_sentence(preset("cpu"), 7000)
+    assert "lower-cased" in book and "every word of the training captions (7,000)" in book
+    official = vocabulary_sentence(preset("paper"), 20074)
+    assert "keep their case" in official and "20,074 training words that have a word vector" in official
+    assert "GloVe 6B" in word_vector_sentence(preset("cpu"), {"source": "glove50", "dim": 50})
+    assert "word2vec, as the paper does, 300-d" in word_vector_sentence(preset("paper"), {"source": "word2vec", "dim": 300})
+    assert "random vectors" in word_vector_sentence(preset("cpu", word_vectors="random"), {"source": "random"})

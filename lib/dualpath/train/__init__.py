@@ -17,12 +17,12 @@ from pathlib import Path
 from ..config import Config
 from ..errors import ConfigError
 from ..paths import runs_root
-from .inputs import TrainingData, prepare, word_vectors
+from .inputs import TrainingData, prepare, vocabulary
 from .recipes import RECIPES, Phase, phases_of
 from .rundir import Run, RunDir, new_model, open_run
 from .trainer import Trainer, barrier, dist_info
 
-__all__ = ["train", "open_run", "RECIPES", "Phase", "phases_of", "word_vectors", "prepare",
+__all__ = ["train", "open_run", "RECIPES", "Phase", "phases_of", "vocabulary", "prepare",
            "TrainingData", "Run", "RunDir", "Trainer", "run_name"]
 
 

@@ -110,11 +110,6 @@ class TrainingData:
         return [s.features.path.name for s in self.splits.values() if s.features is not None]
 
 
-def split_names(cfg: Config) -> dict[str, str]:
-    pre = "mini_" if cfg.subset == "mini" else ""
-    return {"train": pre + cfg.train_split, "val": pre + cfg.val_split, "test": pre + cfg.test_split}
-
-
 def word_vectors(cfg: Config, vocab: Vocabulary, data_root=None) -> tuple[list[str], object] | None:
     """(words, vectors) of ``cfg.word_vectors`` that ``vocab`` can use, or None for 'random'."""
     if cfg.word_vectors == "random":
@@ -162,7 +157,7 @@ def prepare(cfg: Config, data_root=None, log=print, corpus: Corpus | None = None
     config alone, not on the recipe or epoch counts, so every ablation arm of one config shares it.
     """
     corpus = corpus if corpus is not None else load_corpus(cfg.dataset, data_root)
-    names = split_names(cfg)
+    names = cfg.role_splits()
     for role, name in names.items():
         if name not in corpus.splits:
             raise DataError(f"dataset {corpus.name!r} has no split {name!r} (for {role}); "

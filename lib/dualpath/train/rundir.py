@@ -24,7 +24,7 @@ from .. import checkpoint as ckpt_io
 from ..config import Config
 from ..data.corpus import Corpus
 from ..errors import ConfigError, DataError
-from ..evaluate import evaluate_corpus
+from ..evaluate import evaluate_corpus, metric_keys
 from ..io import write_json_atomic, write_text_atomic
 from ..models import build_model
 from .inputs import TrainingData, embed_split, image_source, prepare
@@ -32,8 +32,7 @@ from .recipes import Phase, phases_of
 from .step import device_of
 
 LOG_FIELDS = ["phase", "epoch", "lr", "loss", "loss_rank", "loss_img", "loss_txt", "acc_img",
-              "acc_txt", "val_i2t_r1", "val_i2t_r5", "val_i2t_r10", "val_t2i_r1", "val_t2i_r5",
-              "val_t2i_r10", "val_rsum", "grad_image", "grad_text", "grad_classifier",
+              "acc_txt", *(f"val_{k}" for k in metric_keys()), "grad_image", "grad_text", "grad_classifier",
               "samples_s", "epoch_s"]
 TIME_FIELDS = ("samples_s", "epoch_s")   # the columns that differ between equal runs
 

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from .. import checkpoint as ckpt_io
 from ..config import default_protocol
-from ..evaluate import evaluate_corpus
+from ..evaluate import evaluate_corpus, metric_keys
 from ..progress import progress
 from .inputs import TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
@@ -21,7 +21,7 @@ from .recipes import phases_of
 from .rundir import RunDir, environment
 from .step import EpochPlan, Forward, device_of, has_instance, train_step
 
-VAL_KEYS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
+VAL_KEYS = metric_keys()   # what each epoch logs of validation
 
 
 class Trainer:
