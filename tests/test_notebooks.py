@@ -298,8 +298,8 @@ def test_smoke_book_images_and_glue_render(smoke_book):
 def _glued_markdown(path: Path) -> str:
     """Every markdown output glued by an executed notebook, joined."""
     nb = _read(path)
-    return "\n".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                     for o in c.outputs)
+    return "\n".join(o.get("data", {}).get("application/papermill.record/text/markdown", "")
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 @pytest.mark.slow
