@@ -194,5 +194,5 @@ def test_vocabulary_and_word_vector_sentences_follow_the_config():
     official = vocabulary_sentence(preset("paper"), 20074)
     assert "keep their case" in official and "20,074 training words that have a word vector" in official
     assert "GloVe 6B" in word_vector_sentence(preset("cpu"), {"source": "glove50", "dim": 50})
-    assert "word2vec, as the paper does, 300-d" in word_vector_sentence(preset("paper"), {"source": "word2vec", "dim": 300})
+    assert "300-d word2vec vectors, as the paper does" in word_vector_sentence(preset("paper"), {"source": "word2vec", "dim": 300})
     assert "random vectors" in word_vector_sentence(preset("cpu", word_vectors="random"), {"source": "random"})

