@@ -299,3 +299,34 @@ def test_word_importance_panels(tiny_images):
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     with pytest.raises(ValueError):
         plots.word_importance_panels(tiny_images[:1], [["a"]], [[0.1, 0.2]])
+
+
+def test_a_runs_row_is_read_from_its_run_directory_and_rounded(tmp_path):
+    import json
+    from dualpath.config import preset
+    from dualpath_book import book_runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = preset("cpu")
+    (run / "config.json").write_text(json.dumps({"recipe": "paper", **cfg.to_dict()}))
+    rows = [dict(phase=p, epoch=e, val_rsum=v, acc_txt=a, epoch_s=s) for p, e, v, a, s in
+            [("stage1", 1, 50.04, 0.101, 70.2), ("stage1", 2, 61.26, 0.1349, 74.0),
+             ("stage2", 1, 180.0, float("nan"), 40.0), ("stage2", 2, 228.66000000000003, float("nan"), 44.0)]]
+    pd.DataFrame(rows).to_csv(run / "log.csv", index=False)
+    test = {"i2t_r1": 20.200000000000003, "i2t_r5": 48.0, "i2t_r10": 61.3, "t2i_r1": 15.1, "t2i_r5": 40.0,
+            "t2i_r10": 54.6, "rsum": 239.20000000000002}
+    (run / "metrics.json").write_text(json.dumps({"stage1": {"rsum": 116.44}, "stage2": test, "final": test}))
+    row = book_runs.summarise_run(run)
+    assert (row["stage1_val_rsum"], row["stage1_best_epoch"], row["stage1_text_acc"]) == (61.3, 2, 0.13)
+    assert (row["stage2_val_rsum"], row["test_rsum"], row["test_i2t_r1"]) == (228.7, 239.2, 20.2)
+    assert (row["stage1_epoch_s"], row["stage2_epoch_s"]) == (72, 42)
+    assert row["recipe"] == book_runs.describe_recipe(cfg)
+    table = tmp_path / "runs.csv"
+    for wall in (1800.4, 1791.0):    # the same commit again replaces its row
+        book_runs.record(run, commit="abc1234", wall_s=wall, date="2026-12-01", machine="m", note="n", table=table)
+    saved = book_runs.load(table)
+    assert len(saved) == 1 and saved.wall_s.tolist() == [1791] and saved.commit.tolist() == ["abc1234"]
+    assert book_runs.minutes_seconds(1791) == "29 min 51 s"
+    shown = book_runs.display_table(table)
+    assert shown["test R-sum, Stage I / II"].tolist() == ["116.4 / 239.2"]

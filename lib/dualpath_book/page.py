@@ -109,15 +109,14 @@ def _existing_run_config(cfg: Config, run_dir: Path, explicit: bool) -> Config:
     default run directory must hold a run of the parameters' config (runtime keys aside):
     otherwise its stored results would be shown under settings they were not computed with.
     """
-    path = run_dir / "config.json"
-    if not path.is_file():
+    from dualpath.train.rundir import read_run_config   # torch: only when a run exists to read
+
+    if not (run_dir / "config.json").is_file():
         return cfg
-    values = json.loads(path.read_text())
-    recipe = values.pop("recipe", "paper")
+    stored, recipe = read_run_config(run_dir)
     if recipe != "paper":
         raise ConfigError(f"{run_dir} holds a run of recipe {recipe!r}; the notebooks show the "
                           f"paper recipe (Stage I then Stage II)")
-    stored = Config.from_dict(values, source=str(path))
     if not explicit:
         mine, theirs = cfg.to_dict(), stored.to_dict()
         differ = sorted(k for k in mine if k not in RUNTIME_KEYS and mine[k] != theirs[k])

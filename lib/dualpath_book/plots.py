@@ -25,6 +25,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from dualpath.config import Config, preset
 from dualpath.evaluate import RECALL_KEYS, metric_keys
+from dualpath.io import atomic_path
 from .layout import TABLES_DIR
 
 
@@ -279,9 +280,8 @@ def write_architecture_figures(out_dir: str | os.PathLike) -> list[Path]:
     for name, (cfg, kwargs) in figures.items():
         fig = architecture_figure(cfg, **kwargs)
         path = out / name
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=110, metadata={"Software": None})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
         written.append(path)
     return written
 
@@ -306,14 +306,18 @@ def _show(value) -> str:
 def write_book_assets(out_dir: str | os.PathLike) -> list[Path]:
     """Everything the prose pages include from ``book/generated/``: the two architecture figures,
     ``presets.csv`` (cpu against paper) and ``paper_presets.csv`` (the three official recipes), both
-    from :func:`preset_table`.  The book build fails while any is missing."""
+    from :func:`preset_table`, and ``book_runs.csv`` (the measured whole runs).  The book build
+    fails while any is missing."""
     out = Path(out_dir)
     written = write_architecture_figures(out)
-    for name, presets in (("presets.csv", ("cpu", "paper")), ("paper_presets.csv", PAPER_PRESETS)):
+    from .book_runs import display_table
+
+    tables = {"presets.csv": preset_table(("cpu", "paper")), "paper_presets.csv": preset_table(PAPER_PRESETS),
+              "book_runs.csv": display_table()}
+    for name, frame in tables.items():
         path = out / name
-        tmp = path.with_name(path.name + ".tmp")
-        preset_table(presets).to_csv(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=name != "book_runs.csv")
         written.append(path)
     return written
 

@@ -1,11 +1,14 @@
-"""Write the book notebooks' ``parameters`` cells from :data:`page.NOTEBOOK_PARAMETERS`.
+"""Write what is generated into files people edit: the notebooks' ``parameters`` cells and the
+README's results.
 
 The six notebooks share one set of parameters; typing them six times would let them drift. This
-module renders the one table as a papermill ``parameters`` cell (name, annotation, default and
-help comment on one line each) and writes it into every ``notebooks/NN_*.ipynb``::
+module renders :data:`page.NOTEBOOK_PARAMETERS` as a papermill ``parameters`` cell (name,
+annotation, default and help comment on one line each) and writes it into every
+``notebooks/NN_*.ipynb``. The README quotes our runs only between two markers, from the
+committed tables (``book/tables/book_runs.csv``, ``central.csv``, ``baselines.csv``)::
 
-    python -m dualpath_book.sync            # rewrite the cells that differ
-    python -m dualpath_book.sync --check    # exit 1 naming the notebooks that differ (the tests do this)
+    python -m dualpath_book.sync            # rewrite what differs
+    python -m dualpath_book.sync --check    # exit 1 naming the files that differ (the tests do this)
 """
 from __future__ import annotations
 
@@ -17,8 +20,11 @@ from typing import Sequence
 
 import nbformat
 
+from dualpath.io import atomic_path
+
 from .layout import NOTEBOOKS_DIR
 from .page import NOTEBOOK_PARAMETERS
+from .readme import README, readme_out_of_date, write_readme
 
 _COMMENT_COLUMN = 39   # where the help comments start, so the cell reads as a table
 
@@ -59,9 +65,8 @@ def sync(paths: Sequence[Path] | None = None) -> list[Path]:
     for path in out_of_sync(paths):
         nb = nbformat.read(path, as_version=4)
         _parameters_cell(nb).source = parameters_source()
-        tmp = path.with_name(path.name + ".tmp")
-        nbformat.write(nb, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            nbformat.write(nb, str(tmp))
         written.append(path)
     return written
 
@@ -75,9 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in stale:
             print(f"{path.name}: parameters cell differs from page.NOTEBOOK_PARAMETERS; "
                   f"run python -m dualpath_book.sync", file=sys.stderr)
-        return 1 if stale else 0
+        if readme_out_of_date():
+            print(f"{README.name}: results differ from book/tables; run python -m dualpath_book.sync",
+                  file=sys.stderr)
+        return 1 if stale or readme_out_of_date() else 0
     for path in sync():
         print(f"wrote the parameters cell of {path.name}")
+    if write_readme():
+        print(f"wrote the results of {README.name}")
     return 0
 
 

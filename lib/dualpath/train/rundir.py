@@ -196,14 +196,22 @@ def new_model(data: TrainingData, cfg: Config):
                        backbone=data.backbone).to(device_of(cfg))
 
 
+def read_run_config(run_dir: str | Path) -> tuple[Config, str]:
+    """(config, recipe) stored in a run directory's ``config.json``."""
+    path = Path(run_dir) / "config.json"
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{run_dir} holds no config.json: not a run directory") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON ({e}); was it edited by hand?") from None
+    recipe = values.pop("recipe", "paper")
+    return Config.from_dict(values, source=str(path)), recipe
+
+
 def open_run(run_dir: str | Path, data_root=None, log=print) -> Run:
     """An existing run directory with its config, data (from the feature cache) and model, for analysis."""
     run_dir = Path(run_dir)
-    try:
-        values = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError:
-        raise DataError(f"{run_dir} holds no config.json: not a run directory") from None
-    recipe = values.pop("recipe", "paper")
-    cfg = Config.from_dict(values, source=str(run_dir / "config.json"))
+    cfg, recipe = read_run_config(run_dir)
     data = prepare(cfg, data_root, log=log)
     return Run(RunDir(run_dir, cfg, recipe), data, new_model(data, cfg), log=log)

@@ -1,0 +1,86 @@
+"""The README's results paragraph, written from the committed tables (never typed by hand).
+
+Between :data:`START` and :data:`END` the README quotes the latest measured run of the current
+``cpu`` recipe (``book/tables/book_runs.csv``), the three-seed numbers of the loss comparison at
+that budget (``book/tables/central.csv``, the ``loss-paper`` arm is the book's recipe) and the
+VSE++ baseline on the same features (``book/tables/baselines.csv``). ``python -m dualpath_book.sync``
+rewrites it; a test fails while it differs.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from dualpath.config import preset
+from dualpath.evaluate import RECALL_KEYS
+from dualpath.io import write_text_atomic
+
+from . import ablation_report, book_runs
+from .layout import REPO_ROOT, TABLES_DIR
+
+README = REPO_ROOT / "README.md"
+START = "<!-- results: written by `python -m dualpath_book.sync` from book/tables; edit those, not this -->"
+END = "<!-- end of results -->"
+
+
+def _recalls(values) -> str:
+    i2t, t2i = [" / ".join(f"{values[f'{d}_r{k}']:.1f}" for k in (1, 5, 10)) for d in ("i2t", "t2i")]
+    return f"image->text R@1/5/10 {i2t}, text->image {t2i}"
+
+
+def results_markdown() -> str:
+    """The paragraph between the markers."""
+    current = book_runs.describe_recipe(preset("cpu"))
+    runs = book_runs.load()
+    mine = runs[runs.recipe == current]
+    lines = []
+    if mine.empty:
+        lines.append(f"The current cpu recipe ({current}) has no measured whole run yet "
+                     "(`book/tables/book_runs.csv`).")
+    else:
+        r = mine.iloc[-1]
+        test = {k: r[f"test_{k}"] for k in RECALL_KEYS}
+        lines.append(
+            f"Measured on {r.machine} ({r.note}; commit {r.commit}, {r.date}): "
+            f"{book_runs.minutes_seconds(r.wall_s)} in all, a Stage I epoch about {r.stage1_epoch_s:.0f} s "
+            f"and a Stage II epoch about {r.stage2_epoch_s:.0f} s. Test (Flickr8k 1K, seed 0, one run): "
+            f"Stage I R-sum {r.stage1_test_rsum:.1f} (validation {r.stage1_val_rsum:.1f}, text-branch train "
+            f"accuracy {r.stage1_text_acc:.2f}); Stage II R-sum {r.test_rsum:.1f} ({_recalls(test)}).")
+    central = ablation_report.load(ablation_report.CENTRAL_CSV, missing_ok=True)
+    book = central[central.arm == "loss-paper"]
+    if len(book) >= 2:
+        stats = {k: (book[k].mean(), book[k].std(ddof=1)) for k in ("rsum", *RECALL_KEYS) if k in book}
+        machine = book["machine"].iloc[0] if "machine" in book else "the machine named in the table"
+        lines.append(
+            f"Over {len(book)} seeds of the same recipe (`make central`, one torch thread each, on "
+            f"{machine}): test R-sum {stats['rsum'][0]:.1f} ± {stats['rsum'][1]:.1f} (mean ± std); "
+            "the loss comparison at this budget is on the book's loss ablation page.")
+    else:
+        lines.append("The three-seed numbers of this recipe (`make central`, `book/tables/central.csv`) "
+                     "are not measured yet.")
+    base = pd.read_csv(TABLES_DIR / "baselines.csv")
+    vse = base.iloc[0]
+    lines.append(f"For scale, {vse.method} ({vse.training}) trained on {vse.features} scores R-sum "
+                 f"{vse.rsum:.1f} ({_recalls(vse)}; {vse.provenance}).")
+    return "\n".join(lines)
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    if START not in text or END not in text:
+        raise ValueError(f"{README.name} lacks the results markers {START!r} ... {END!r}")
+    head, rest = text.split(START, 1)
+    body, tail = rest.split(END, 1)
+    return head, body, tail
+
+
+def readme_out_of_date() -> bool:
+    _, body, _ = _split(README.read_text())
+    return body.strip() != results_markdown()
+
+
+def write_readme() -> bool:
+    """Rewrite the results between the markers; True when they changed."""
+    if not readme_out_of_date():
+        return False
+    head, _, tail = _split(README.read_text())
+    write_text_atomic(README, f"{head}{START}\n{results_markdown()}\n{END}{tail}")
+    return True
