@@ -143,7 +143,7 @@ def test_stage2_sentence_follows_the_config():
     assert "mined" not in book and "frozen" in book and "cosine" in book
     mined = stage2_sentence(preset("cpu", negatives="paper", n_candidates=64, finetune_blocks=1,
                                    lambda_img=1.0, lambda_txt=0.1))
-    assert "hardest of 64 captions" in mined and "top 1 block(s)" in mined and "1 : 0.1" in mined
+    assert "hardest of 64 captions" in mined and "the top block of the image CNN" in mined and "1 : 0.1" in mined
     assert "every negative in the batch" in stage2_sentence(preset("cpu", negatives="sum"))
 
 
@@ -157,7 +157,7 @@ def test_scale_sentence_follows_the_config():
     assert "no crops" in book and "frozen in both stages" in book and "dropout 0.3" in book
     other = scale_sentence(preset("cpu", train_views=4, finetune_blocks=1, negatives="sum",
                                   image_input_dropout=0.0), paper)
-    assert "4 cached views" in other and "top 1 backbone block(s)" in other
+    assert "4 cached views" in other and "the top backbone block fine-tuned" in other
     assert "sum over in-batch negatives" in other and "dropout" not in other
     assert "fresh crops" in scale_sentence(preset("cpu", finetune_blocks=-1), paper)
     assert "fresh crops and flips in both stages" in scale_sentence(paper, paper)
@@ -180,7 +180,7 @@ def test_stage1_sentence_says_what_the_images_are_and_how_long():
     assert "cosine" in book
     views = stage1_sentence(preset("cpu", train_views=4, epoch_unit="images", schedule="step", stage1_lr_steps=[3]))
     assert "4 views of each image" in views and "every training image once" in views
-    assert "divided by 10 at epoch(s) 3" in views
+    assert "divided by 10 at epoch 3" in views
     paper = stage1_sentence(preset("paper"))
     assert "fresh random crop and flip" in paper and "240 epochs" in paper and "SGD" in paper
 

@@ -407,3 +407,10 @@ def test_evaluate_reports_a_wrong_encoder_output():
     encoder.encode_text = lambda texts: torch.zeros(len(texts) + 1, 4)
     with pytest.raises(DataError, match="encode_text"):
         evaluate(encoder, corpus)
+
+
+def test_round_metrics_keeps_what_a_recall_carries():
+    from dualpath.evaluate import round_metrics
+
+    m = {"rsum": 27.200000000000003, "t2i_r1": 0.42, "best_epoch": 2, "stage1": {"i2t_map": 2.0479957171198953}}
+    assert round_metrics(m) == {"rsum": 27.2, "t2i_r1": 0.42, "best_epoch": 2, "stage1": {"i2t_map": 2.05}}

@@ -384,3 +384,11 @@ def test_parameters_cells_are_written_from_the_one_table(tmp_path):
     assert sync.out_of_sync([copy]) == [copy]
     assert sync.sync([copy]) == [copy] and sync.out_of_sync([copy]) == []
     assert copy.read_text() == NOTEBOOKS[0].read_text()    # nothing else of the notebook changes
+
+
+def test_the_page_log_shows_no_path_of_this_machine(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path / "runs"))
+    page.page_log(f"run directory: {tmp_path / 'runs' / 'book' / 'cpu-seed0'}")
+    page.page_log(f"notebook {REPO_ROOT / 'notebooks' / '02_stage1.ipynb'}")
+    assert capsys.readouterr().out.splitlines() == ["run directory: runs/book/cpu-seed0",
+                                                    "notebook ./notebooks/02_stage1.ipynb"]

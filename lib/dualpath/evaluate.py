@@ -395,6 +395,14 @@ def retrieval_ranks(img_emb: ArrayLike, txt_emb: ArrayLike, caption_image: Array
     return {d: _query_ranks(ahead[d], slots[d].counts) for d in directions}
 
 
+def round_metrics(metrics: dict, ndigits: int = 2) -> dict:
+    """``metrics`` (nested dicts allowed) with every float rounded to ``ndigits`` decimals: what a
+    recall carries (a recall over 5,000 queries moves in steps of 0.02), without the float noise of
+    a sum (``27.200000000000003``). For files and logs; selection uses the unrounded values."""
+    return {k: round_metrics(v, ndigits) if isinstance(v, dict) else
+            round(v, ndigits) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
 def summarise_ranks(ranks: dict[str, QueryRanks]) -> dict[str, float]:
     """R@1/5/10 and mAP (%), medr, meanr per direction, and ``rsum`` over all of them."""
     out: dict[str, float] = {}

@@ -70,7 +70,7 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
                 flat[f"rsum_shift_{policy}"] = flat["rsum"]
                 continue
             img, txt = run.embed("test", last, policy)
-            flat[f"rsum_shift_{policy}"] = evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"]
+            flat[f"rsum_shift_{policy}"] = round(evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"], 2)
     flat["train_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(run_dir / ARM_METRICS, flat)
     log(f"arm {recipe} {json.dumps({k: flat[k] for k in ('rsum', 'i2t_r1', 't2i_r1')})}")

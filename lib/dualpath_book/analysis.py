@@ -371,10 +371,16 @@ def training_images(cfg: Config) -> str:
     return f"{cached} in Stage I and fresh crops and flips in Stage II" if cfg.finetune_blocks == -1 else cached
 
 
+def _top_blocks(k: int, kind: str = "") -> str:
+    return f"the top {kind}block" if k == 1 else f"the top {k} {kind}blocks"
+
+
 def _schedule(cfg: Config, lr: float, steps: Sequence[int]) -> str:
     if cfg.schedule == "cosine":
         return f"the learning rate decaying from {lr:g} to 0 along a cosine"
-    return f"learning rate {lr:g}" + (f", divided by 10 at epoch(s) {', '.join(map(str, steps))}" if steps else "")
+    drops = ("" if not steps else f", divided by 10 at epoch {steps[0]}" if len(steps) == 1 else
+             f", divided by 10 at epochs {', '.join(map(str, steps))}")
+    return f"learning rate {lr:g}{drops}"
 
 
 def _optimizer(cfg: Config) -> str:
@@ -413,7 +419,7 @@ def stage2_sentence(cfg: Config) -> str:
         "sum": "every negative in the batch, summed (VSE0)",
     }[cfg.negatives]
     tuned = ("the image CNN frozen" if cfg.finetune_blocks == 0 else "the whole image CNN fine-tuned"
-             if cfg.finetune_blocks == -1 else f"the top {cfg.finetune_blocks} block(s) of the image "
+             if cfg.finetune_blocks == -1 else f"{_top_blocks(cfg.finetune_blocks)} of the image "
              "CNN fine-tuned")
     return (f"Stage II trains {losses} with margin {cfg.margin:g} and {negatives}, with {tuned}, "
             f"for {cfg.stage2_epochs} epochs of {_optimizer(cfg)}, "
@@ -445,5 +451,5 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
         parts.append(f"dropout {cfg.image_input_dropout:g} on the pooled image feature")
     parts.append("a backbone frozen in both stages" if cfg.finetune_blocks == 0 else
                  "the whole backbone fine-tuned in Stage II" if cfg.finetune_blocks == -1 else
-                 f"the top {cfg.finetune_blocks} backbone block(s) fine-tuned in Stage II")
+                 f"{_top_blocks(cfg.finetune_blocks, 'backbone ')} fine-tuned in Stage II")
     return "This run uses " + ", ".join(parts[:-1]) + " and " + parts[-1] + "."

@@ -155,6 +155,16 @@ def run_note(cfg: Config) -> str:
             f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs, seed {cfg.seed}.")
 
 
+def page_log(line: str) -> None:
+    """Print a training log line as a page may show it: the runs, cache and repository folders
+    by their short names, never this machine's absolute paths."""
+    from dualpath.paths import cache_root
+
+    for root, shown in ((runs_root(), "runs"), (cache_root(), "cache"), (REPO_ROOT, ".")):
+        line = line.replace(str(Path(root).resolve()), shown).replace(str(root), shown)
+    print(line)
+
+
 def plain(value: Any) -> Any:
     """numpy / torch scalars -> Python numbers (myst-nb's ``{glue:text}`` parses ``repr``, and
     ``np.float64(1.5)`` is not a literal); floats are rounded to 4 decimals."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError
+from ..evaluate import round_metrics
 from ..paths import runs_root
 from .inputs import TrainingData, prepare, vocabulary
 from .recipes import RECIPES, Phase, phases_of
@@ -65,7 +66,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, *, recipe: str = "pape
     model = new_model(data, cfg)
     t0 = time.perf_counter()
     Trainer(data, rundir, model, log=log).fit(len(names))
-    metrics = Run(rundir, data, model, log=log).test_metrics(names)
+    metrics = round_metrics(Run(rundir, data, model, log=log).test_metrics(names))
     if rank == 0:
         rundir.write_metrics(metrics)
         log(f"test ({cfg.protocol}) {json.dumps(metrics['final'])}  [{time.perf_counter() - t0:.0f} s]")

@@ -88,10 +88,10 @@ class Trainer:
                     sums[key] = sums.get(key, 0.0) + v
             train_s = time.perf_counter() - t0
             val = self.validate(source)
-            row = {"phase": phase.name, "epoch": epoch + 1, "lr": lr,
+            row = {"phase": phase.name, "epoch": epoch + 1, "lr": float(f"{lr:.6g}"),
                    **{key: round(v / max(steps, 1), 5) for key, v in sums.items()},
                    # CUHK-PEDES validates text -> image only: its image -> text columns stay empty
-                   **{f"val_{key}": val.get(key, math.nan) for key in VAL_KEYS},
+                   **{f"val_{key}": round(val.get(key, math.nan), 2) for key in VAL_KEYS},
                    "samples_s": round(steps * cfg.batch_size / max(train_s, 1e-9), 1),
                    "epoch_s": round(time.perf_counter() - t0, 2)}
             self.rows.append(row)
