@@ -42,6 +42,7 @@ from dualpath.errors import ConfigError, DualPathError
 from dualpath.io import atomic_path, write_json_atomic
 
 from .layout import GENERATED_DIR, NOTEBOOKS_DIR, TABLES_DIR
+from .notebook_run import notebook_parameters, run_notebook
 from .page import notebook_config, parameter_defaults
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -183,9 +184,7 @@ class Outcome:
 
 def check_parameters(notebook: Path, params: dict) -> None:
     """Fail before any kernel starts if a parameter is not in the notebook's parameters cell."""
-    import papermill
-
-    known = set(papermill.inspect_notebook(str(notebook)))
+    known = set(notebook_parameters(notebook))
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"{notebook.name} has no parameter(s) {unknown}; its parameters are "
@@ -221,10 +220,7 @@ def execute(notebook: Path, output: Path, params: dict, *, log_output: bool = Tr
     On failure the partly executed copy is kept as ``<output stem>.failed.ipynb`` and
     :class:`NotebookFailed` names the notebook and the error.
     """
-    import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    from .sweep import _this_interpreter_kernel_manager
 
     failed = output.with_name(output.stem + FAILED_SUFFIX)
     logging.getLogger("papermill").addFilter(_EXTENSION_FILTER)   # a no-op when already there
@@ -232,10 +228,7 @@ def execute(notebook: Path, output: Path, params: dict, *, log_output: bool = Tr
     try:
         with atomic_path(output) as tmp:
             try:
-                papermill.execute_notebook(
-                    str(notebook), str(tmp), parameters=params, kernel_name="python3",
-                    cwd=str(notebook.parent), progress_bar=False, log_output=log_output,
-                    kernel_manager_class=_this_interpreter_kernel_manager())
+                run_notebook(notebook, tmp, params, log_output=log_output)
                 _record_output_path(tmp, output)
             except BaseException:
                 if tmp.is_file() and tmp.stat().st_size:

@@ -41,7 +41,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -66,6 +65,8 @@ import yaml
 
 from dualpath.errors import ConfigError, DualPathError
 from dualpath.io import atomic_path, write_json_atomic, write_text_atomic
+
+from .notebook_run import notebook_parameters, run_notebook
 
 STARTED = "STARTED.json"
 DONE = "DONE.json"
@@ -256,35 +257,6 @@ def _check_parameters(where: _Where, nb_key: str, notebook: Path, origin: dict[s
             key = f"{origin[name]}.{name}" if name in origin else nb_key
             raise where.error(key, f"notebook {notebook} declares no parameter {name!r} in its "
                                    f"'parameters' cell (it declares: {', '.join(declared) or 'nothing'})")
-
-
-def notebook_parameters(notebook: Path) -> list[str]:
-    """Names assigned at top level of the notebook's cell tagged ``parameters``."""
-    try:
-        nb = json.loads(Path(notebook).read_text())
-        cells = nb["cells"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"notebook {notebook} is not a readable .ipynb file: {e}") from None
-    for cell in cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            source = "".join(cell.get("source", ""))
-            # IPython magics and shell escapes are not Python syntax
-            code = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
-            try:
-                tree = ast.parse(code)
-            except SyntaxError as e:
-                raise ConfigError(f"notebook {notebook}: parameters cell is not valid Python: {e}") from None
-            return [n.id for stmt in tree.body for n in _assigned(stmt)]
-    raise ConfigError(f"notebook {notebook} has no cell tagged 'parameters'; papermill needs one "
-                      f"to inject {', '.join(RESERVED_PARAMS)}")
-
-
-def _assigned(stmt: ast.stmt) -> list[ast.Name]:
-    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-    names: list[ast.Name] = []
-    for t in targets:
-        names += [n for n in ast.walk(t) if isinstance(n, ast.Name)]
-    return names
 
 
 # --------------------------------------------------------------------------- runs
@@ -612,16 +584,11 @@ def _child_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import logging
 
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
-        papermill.execute_notebook(
-            spec["notebook"], spec["output"], parameters=spec["parameters"], kernel_name="python3",
-            # like Jupyter and Jupyter Book: relative paths in a notebook start at its folder
-            cwd=str(Path(spec["notebook"]).parent), progress_bar=False, log_output=True,
-            kernel_manager_class=_this_interpreter_kernel_manager())
+        run_notebook(spec["notebook"], spec["output"], spec["parameters"], log_output=True)
     except PapermillExecutionError as e:
         print(_ANSI.sub("", "\n".join(e.traceback)), flush=True)
         print(f"{e.ename}: {e.evalue}", flush=True)
@@ -651,21 +618,6 @@ def _die_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, daemon=True).start()
     if os.getppid() != parent_pid:  # the parent died before the line above took effect
         os._exit(1)
-
-
-def _this_interpreter_kernel_manager() -> type:
-    """A kernel manager whose 'python3' is ipykernel on ``sys.executable``, whatever
-    kernelspecs a user has installed (a stale one could point at another Python)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class ThisInterpreterKernelManager(AsyncKernelManager):
-        @default("kernel_spec_manager")
-        def _native_only(self) -> KernelSpecManager:
-            return KernelSpecManager(parent=self, kernel_dirs=[])
-
-    return ThisInterpreterKernelManager
 
 
 # --------------------------------------------------------------------------- results
