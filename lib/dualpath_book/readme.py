@@ -49,7 +49,7 @@ def results_markdown() -> str:
     book = central[central.arm == "loss-paper"]
     if len(book) >= 2:
         stats = {k: (book[k].mean(), book[k].std(ddof=1)) for k in ("rsum", *RECALL_KEYS) if k in book}
-        machine = book["machine"].iloc[0] if "machine" in book else "the machine named in the table"
+        machine = str(book["machine"].iloc[0]).replace(" | ", ", ") if "machine" in book else "the machine in the table"
         lines.append(
             f"Over {len(book)} seeds of the same recipe (`make central`, one torch thread each, on "
             f"{machine}): test R-sum {stats['rsum'][0]:.1f} ± {stats['rsum'][1]:.1f} (mean ± std); "
