@@ -20,7 +20,10 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from dualpath_book import htmlcheck, plots
+from dualpath.models import widths
+from dualpath_book import assets, htmlcheck, literature
+from dualpath_book.figures import ablations, architecture, curves, retrieval
+from dualpath_book.figures import data as data_figures
 from dualpath.config import preset
 from dualpath_book.layout import REPO_ROOT
 
@@ -82,7 +85,7 @@ def test_citations_resolve():
 
 
 def test_generated_assets_cover_what_pages_include(tmp_path):
-    written = {p.name for p in plots.write_book_assets(tmp_path)}
+    written = {p.name for p in assets.write_book_assets(tmp_path)}
     included = set()
     for page in BOOK.rglob("*.md"):
         if "generated" in page.relative_to(BOOK).parts:
@@ -97,8 +100,8 @@ def test_generated_assets_cover_what_pages_include(tmp_path):
 # ------------------------------------------------------------------------------ reference tables
 def test_reference_tables_parse_with_exact_numbers():
     assert {"paper_results", "paper_competitors", "published_flickr8k"} <= set(
-        plots.available_reference_tables())
-    f8k = plots.load_reference_table("published_flickr8k").set_index("method")
+        literature.available_reference_tables())
+    f8k = literature.load_reference_table("published_flickr8k").set_index("method")
     hglmm = f8k.loc["Fisher vectors GMM+HGLMM"]
     assert (hglmm.i2t_r1, hglmm.i2t_r5, hglmm.i2t_r10, hglmm.i2t_medr) == (31.0, 59.3, 73.7, 4)
     assert (hglmm.t2i_r1, hglmm.t2i_r5, hglmm.t2i_r10, hglmm.t2i_medr) == (21.2, 50.0, 64.8, 5)
@@ -107,13 +110,13 @@ def test_reference_tables_parse_with_exact_numbers():
     assert f8k.loc["DVSA (BRNN)", "t2i_medr"] == 12.4
     assert len(f8k) == 6
 
-    paper = plots.load_reference_table("paper_results")
+    paper = literature.load_reference_table("paper_results")
     row = paper[(paper.dataset == "Flickr30k") & (paper.backbone == "ResNet-152")].iloc[0]
     assert (row.i2t_r1, row.t2i_r10) == (55.6, 80.9)
     cuhk = paper[paper.dataset == "CUHK-PEDES"]
     assert cuhk.i2t_r1.isna().all() and cuhk.t2i_r1.tolist() == [32.15, 44.40]
 
-    comp = plots.load_reference_table("paper_competitors")
+    comp = literature.load_reference_table("paper_competitors")
     hm = comp[(comp.method == "HM-LSTM") & (comp.dataset == "Flickr30k")].iloc[0]
     assert math.isnan(hm.i2t_r5) and hm.i2t_r10 == 76.5
     assert set(comp.protocol) == {"1k", "coco-1k", "coco-5k", "cuhk"}
@@ -121,8 +124,8 @@ def test_reference_tables_parse_with_exact_numbers():
 
 def test_reference_sources_are_bib_keys():
     keys = _bib_keys()
-    for name in plots.available_reference_tables():
-        df = plots.load_reference_table(name)
+    for name in literature.available_reference_tables():
+        df = literature.load_reference_table(name)
         for col in ("source", "via"):
             if col in df.columns:
                 used = {k for cell in df[col].dropna() for k in str(cell).split(";")}
@@ -131,12 +134,12 @@ def test_reference_sources_are_bib_keys():
 
 def test_unknown_reference_table_names_the_available_ones():
     with pytest.raises(FileNotFoundError, match="published_flickr8k"):
-        plots.load_reference_table("no_such_table")
+        literature.load_reference_table("no_such_table")
 
 
-# ------------------------------------------------------------------------------------- plots
+# ----------------------------------------------------------------------------------- figures
 def test_architecture_figure_paper_labels():
-    fig = plots.architecture_figure(preset("paper"))
+    fig = architecture.architecture_figure(preset("paper"))
     labels = " ".join(_texts(fig))
     assert isinstance(fig, Figure)
     assert "2048" in labels and "W_share" in labels and "ResNet-50" in labels
@@ -144,18 +147,18 @@ def test_architecture_figure_paper_labels():
 
 
 def test_architecture_figure_follows_config():
-    fig = plots.architecture_figure(preset("cpu", shared_classifier=False, max_len=56), n_classes=123)
+    fig = architecture.architecture_figure(preset("cpu", shared_classifier=False, max_len=56), n_classes=123)
     labels = " ".join(_texts(fig))
     assert "EfficientNet-Lite0" in labels and "1280" in labels
     assert "W_share" not in labels and "123" in labels and "L = 56" in labels
     assert "dropout p = 0.3" in labels            # the cpu preset's input dropout on the pooled feature
-    assert "dropout p = 0.3" not in " ".join(_texts(plots.architecture_figure(preset("paper"))))
-    shapes = plots.text_stage_shapes(preset("paper"))
+    assert "dropout p = 0.3" not in " ".join(_texts(architecture.architecture_figure(preset("paper"))))
+    shapes = widths.text_stage_shapes(preset("paper"))
     assert [s["out"] for s in shapes] == [256, 512, 1024, 2048]
     assert [s["positions"] for s in shapes] == [32, 16, 8, 8]
-    assert plots.word_vector_dim(preset("cpu")) == 50
-    assert plots.word_vector_dim(preset("cpu", word_vectors="/d/glove.6B.100d.txt")) == 100
-    assert plots.word_vector_dim(preset("cpu", word_vectors="random")) == 300
+    assert widths.word_vector_dim(preset("cpu")) == 50
+    assert widths.word_vector_dim(preset("cpu", word_vectors="/d/glove.6B.100d.txt")) == 100
+    assert widths.word_vector_dim(preset("cpu", word_vectors="random")) == 300
 
 
 def _log(stage2: bool = True) -> pd.DataFrame:
@@ -172,43 +175,43 @@ def _log(stage2: bool = True) -> pd.DataFrame:
 
 
 def test_training_curves():
-    fig = plots.training_curves(_log())
+    fig = curves.training_curves(_log())
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert "stage II" in _texts(fig)
-    fig = plots.training_curves(_log(stage2=False).drop(columns=["phase"]), metrics=["loss_img", "val_rsum"])
+    fig = curves.training_curves(_log(stage2=False).drop(columns=["phase"]), metrics=["loss_img", "val_rsum"])
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="none of the metrics"):
-        plots.training_curves(_log(), metrics=["missing"])
+        curves.training_curves(_log(), metrics=["missing"])
 
 
 def test_results_table_puts_ours_under_the_references():
-    ref = plots.load_reference_table("published_flickr8k")
+    ref = literature.load_reference_table("published_flickr8k")
     ours = {"i2t_R@1": 20.0, "i2t_R@5": 50.0, "i2t_R@10": 60.0, "t2i_r1": 15.0, "t2i_r5": 40.0,
             "t2i_r10": 55.0, "i2t_medr": 5, "i2t_map": 12.0}
-    table = plots.results_table(ours, ref, ours_backbone="EfficientNet-Lite0")
+    table = literature.results_table(ours, ref, ours_backbone="EfficientNet-Lite0")
     assert isinstance(table, pd.DataFrame)
     assert list(table.origin) == ["published"] * len(ref) + ["ours"]
     last = table.iloc[-1]
     assert last.i2t_r1 == pytest.approx(20.0) and last.rsum == pytest.approx(240.0)
     assert last.backbone == "EfficientNet-Lite0" and last.i2t_medr == 5
     assert "i2t_map" not in table.columns
-    chance = plots.results_table({"i2t_r1": 0.1}, ref).iloc[-1]
+    chance = literature.results_table({"i2t_r1": 0.1}, ref).iloc[-1]
     assert chance.i2t_r1 == pytest.approx(0.1)     # percentages are never rescaled
     hglmm = table[table.method == "Fisher vectors GMM+HGLMM"].iloc[0]
     assert hglmm.rsum == pytest.approx(31.0 + 59.3 + 73.7 + 21.2 + 50.0 + 64.8)
-    many = plots.results_table({"a": {"i2t_r1": 30.0}, "b": {"i2t_r1": 40.0}}, ref)
+    many = literature.results_table({"a": {"i2t_r1": 30.0}, "b": {"i2t_r1": 40.0}}, ref)
     assert many.method.tolist()[-2:] == ["a", "b"]
 
 
 def test_ablation_plot():
     df = pd.DataFrame({"arm": ["paper"] * 3 + ["ranking only"] * 3, "seed": [0, 1, 2] * 2,
                        "rsum": [300.0, 310.0, 305.0, 250.0, 260.0, 255.0]})
-    fig = plots.ablation_plot(df, "arm", "rsum")
+    fig = ablations.ablation_plot(df, "arm", "rsum")
     assert isinstance(fig, Figure)
     labels = _texts(fig)
     assert "305.0" in labels and "255.0" in labels
     with pytest.raises(ValueError, match="column"):
-        plots.ablation_plot(df, "missing", "rsum")
+        ablations.ablation_plot(df, "missing", "rsum")
 
 
 @pytest.fixture
@@ -224,31 +227,31 @@ def tiny_images(tmp_path):
 
 
 def test_retrieval_grid_both_directions(tiny_images):
-    fig = plots.retrieval_grid("a dog runs on the grass", tiny_images[:3], [True, False, False])
+    fig = retrieval.retrieval_grid("a dog runs on the grass", tiny_images[:3], [True, False, False])
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4
-    fig = plots.retrieval_grid(tiny_images[0], ["a red square", "a dog", "a cat"], [True, False, True])
+    fig = retrieval.retrieval_grid(tiny_images[0], ["a red square", "a dog", "a cat"], [True, False, True])
     assert isinstance(fig, Figure)
     assert any("1. a red square" in t for t in _texts(fig))
-    fig = plots.retrieval_grid(["q1", "q2"], [tiny_images[:2], tiny_images[2:]],
+    fig = retrieval.retrieval_grid(["q1", "q2"], [tiny_images[:2], tiny_images[2:]],
                                [[True, False], [False, True]], mode="t2i")
     assert len(fig.axes) == 6
     with pytest.raises(ValueError, match="correctness"):
-        plots.retrieval_grid("q", tiny_images[:2], [True])
+        retrieval.retrieval_grid("q", tiny_images[:2], [True])
 
 
 def test_word_importance_and_projection_plots():
-    fig = plots.word_importance_plot(["a", "dog", "runs"], [0.01, 0.2, -0.03], title="caption")
+    fig = retrieval.word_importance_plot(["a", "dog", "runs"], [0.01, 0.2, -0.03], title="caption")
     assert isinstance(fig, Figure)
     with pytest.raises(ValueError):
-        plots.word_importance_plot(["a"], [0.1, 0.2])
+        retrieval.word_importance_plot(["a"], [0.1, 0.2])
     rng = np.random.default_rng(0)
     kinds = (["image"] + ["text"] * 5) * 3
     groups = [g for g in range(3) for _ in range(6)]
-    fig = plots.embedding_projection_plot(rng.normal(size=(18, 2)), kinds, groups)
+    fig = retrieval.embedding_projection_plot(rng.normal(size=(18, 2)), kinds, groups)
     assert isinstance(fig, Figure)
     with pytest.raises(ValueError):
-        plots.embedding_projection_plot(rng.normal(size=(18, 3)), kinds, groups)
+        retrieval.embedding_projection_plot(rng.normal(size=(18, 3)), kinds, groups)
 
 
 def test_paper_figure_pages_glue_from_the_notebooks():
@@ -269,12 +272,12 @@ def test_paper_figure_pages_glue_from_the_notebooks():
 
 
 def test_data_figures(tiny_images):
-    fig = plots.sample_grid(tiny_images[:3], [["a red thing", "more"], ["green"], ["blue"]], ncols=2)
+    fig = data_figures.sample_grid(tiny_images[:3], [["a red thing", "more"], ["green"], ["blue"]], ncols=2)
     assert isinstance(fig, Figure) and any("a red thing" in t for t in _texts(fig))
     with pytest.raises(ValueError):
-        plots.sample_grid(tiny_images[:2], [["x"]])
+        data_figures.sample_grid(tiny_images[:2], [["x"]])
     lengths = pd.DataFrame({"words": [3, 5, 12, 40], "in_vocab": [3, 5, 11, 38]})
-    fig = plots.caption_length_histogram(lengths, max_len=32)
+    fig = data_figures.caption_length_histogram(lengths, max_len=32)
     assert "L = 32" in " ".join(_texts(fig))
 
 
@@ -283,22 +286,22 @@ def test_position_shift_figure():
 
     vocab = Vocabulary.build(["a dog runs", "a cat sits on a mat"])
     rows = all_shifts(vocab.encode("a dog runs"), 8)
-    fig = plots.position_shift_figure(rows[[0, 5]], vocab, [0, 5], title="a dog runs")
+    fig = data_figures.position_shift_figure(rows[[0, 5]], vocab, [0, 5], title="a dog runs")
     labels = _texts(fig)
     assert "start offset 5" in labels and "dog" in labels and len(fig.axes) == 2
     image = fig.axes[1].images[0].get_array()
     assert image.shape == (3, 8) and image.sum() == 3 and image[0, 5] == 1   # 'a' at position 5
     with pytest.raises(ValueError):
-        plots.position_shift_figure(np.zeros((1, 8), dtype=int), vocab)
+        data_figures.position_shift_figure(np.zeros((1, 8), dtype=int), vocab)
 
 
 def test_word_importance_panels(tiny_images):
-    fig = plots.word_importance_panels(tiny_images[:2], [["a", "dog"], ["red", "ball", "x"]],
+    fig = retrieval.word_importance_panels(tiny_images[:2], [["a", "dog"], ["red", "ball", "x"]],
                                        [[0.1, 0.3], [0.2, -0.1, 0.0]], known=[[True, True], [True, True, False]],
                                        titles=["one", "two"])
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     with pytest.raises(ValueError):
-        plots.word_importance_panels(tiny_images[:1], [["a"]], [[0.1, 0.2]])
+        retrieval.word_importance_panels(tiny_images[:1], [["a"]], [[0.1, 0.2]])
 
 
 def test_a_runs_row_is_read_from_its_run_directory_and_rounded(tmp_path):

@@ -357,3 +357,18 @@ def test_input_dropout_acts_in_training_only_and_zero_is_the_plain_network():
     state = torch.get_rng_state()
     plain(x), text_plain.embed(ids)
     assert torch.equal(state, torch.get_rng_state())
+
+
+def test_the_drawn_widths_are_the_built_ones():
+    """models.widths states what build_model builds, without building it (the architecture figure)."""
+    from dualpath.config import preset
+    from dualpath.models import build_model, widths
+    from dualpath.models.backbones import build_backbone
+
+    for name, channels in widths.BACKBONE_CHANNELS.items():
+        assert build_backbone(name, None).out_channels == channels, name
+    cfg = preset("cpu")
+    model = build_model(cfg, 100, 10, embed_dim=widths.word_vector_dim(cfg))
+    c_in, hidden, out = widths.image_head_widths(cfg)
+    assert model.backbone.out_channels == c_in and model.image_head.out_dim == out == cfg.feature_dim
+    assert model.text_cnn.out_dim == cfg.feature_dim

@@ -35,7 +35,7 @@ def vocabulary_sentence(cfg: Config, n_words: int) -> str:
 
 def word_vector_sentence(cfg: Config, coverage: dict[str, Any]) -> str:
     """Which word vectors initialise the run's embedding, from the config and the coverage report."""
-    from .plots import word_vector_name
+    from .literature import word_vector_name
 
     if coverage.get("source") == "random":
         return "The paper initialises it with word2vec; this run starts it from random vectors."
@@ -115,7 +115,7 @@ class RetrievalExamples:
     first_hit: list[int]        # 1-based rank of the first correct result among all candidates
 
     def for_grid(self, corpus: Corpus) -> tuple[list, list, list]:
-        """``(queries, results, correct)`` as :func:`dualpath_book.plots.retrieval_grid` takes them."""
+        """``(queries, results, correct)`` as :func:`dualpath_book.figures.retrieval.retrieval_grid` takes them."""
         if self.direction == "i2t":
             q = [corpus.image_path(i) for i in self.queries]
             r = [[corpus.captions[c] for c in row] for row in self.results]
@@ -167,7 +167,7 @@ def project_groups(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_image,
                    image_ids: Sequence[int]) -> tuple[np.ndarray, list[str], list[int]]:
     """2-D PCA (``torch.pca_lowrank``) of the given images and all their captions.
 
-    Returns ``(points [n, 2], kinds, groups)`` for :func:`dualpath_book.plots.embedding_projection_plot`:
+    Returns ``(points [n, 2], kinds, groups)`` for :func:`dualpath_book.figures.retrieval.embedding_projection_plot`:
     kind is ``image`` or ``text`` and group is the image id.
     """
     cap_img = np.asarray(caption_image)
@@ -324,7 +324,7 @@ FLICKR8K_ON_FLICKR30K = {
 def reference_table(dataset: str, protocol: str = "1k") -> pd.DataFrame:
     """Published rows for a dataset and protocol: Flickr8k's own table, else the paper's rows
     (as ``Dual-path (paper)``) followed by its competitors."""
-    from .plots import load_reference_table
+    from .literature import load_reference_table
 
     if dataset == "flickr8k":
         return load_reference_table("published_flickr8k")
@@ -341,7 +341,7 @@ def reference_table(dataset: str, protocol: str = "1k") -> pd.DataFrame:
 
 def flickr8k_vs_flickr30k() -> pd.DataFrame:
     """R-sum of the methods published on both Flickr8k and Flickr30k (1k test images each)."""
-    from .plots import load_reference_table
+    from .literature import load_reference_table
 
     f8k = load_reference_table("published_flickr8k").set_index("method")
     f30k = load_reference_table("paper_competitors")
@@ -428,7 +428,9 @@ def stage2_sentence(cfg: Config) -> str:
 
 def scale_sentence(cfg: Config, paper: Config) -> str:
     """How ``cfg``'s network and budget differ from the paper preset's, generated from both configs."""
-    from .plots import word_vector_dim, word_vector_name
+    from dualpath.models.widths import word_vector_dim
+
+    from .literature import word_vector_name
 
     parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs against the official "
              f"{paper.stage1_epochs} + {paper.stage2_epochs}"]

@@ -7,7 +7,6 @@ turns them into a :class:`~dualpath.config.Config` and a run directory, in the k
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 

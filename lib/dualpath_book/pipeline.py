@@ -5,7 +5,7 @@
     python -m dualpath_book.pipeline -p seed 1 -p preset cpu --runs /scratch/runs
     python -m dualpath_book.pipeline --only 04_evaluation --force
 
-Steps: write the figures and tables the prose pages include (``plots.write_book_assets``), then
+Steps: write the figures and tables the prose pages include (``assets.write_book_assets``), then
 execute each notebook into ``<out>/<name>.ipynb`` (written atomically, so a failed or interrupted
 run never replaces a good executed copy). A failed notebook stops the pipeline with a non-zero
 exit and a message naming it; its partly executed copy is kept as ``<out>/<name>.failed.ipynb``.
@@ -86,7 +86,7 @@ def _digest_files(paths: Sequence[Path], root: Path) -> str:
 
 #: The modules of this package that run inside a notebook's kernel, so a page's output can depend
 #: on them; the pipeline's own runner, the sweep and the site checks cannot change a page.
-KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "plots.py",
+KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "literature.py", "figures",
                   "ablation_report.py", "ablation.py")
 
 
@@ -95,7 +95,10 @@ def sources_digest() -> str:
     the kernel-side modules of this package (:data:`KERNEL_MODULES`) and the reference tables."""
     method = METHOD_DIR
     code = _digest_files([p for p in method.rglob("*.py") if "__pycache__" not in p.parts], method.parent)
-    book = _digest_files([PACKAGE_DIR / name for name in KERNEL_MODULES], PACKAGE_DIR.parent)
+    kernel = [p for name in KERNEL_MODULES for p in
+              (sorted((PACKAGE_DIR / name).rglob("*.py")) if (PACKAGE_DIR / name).is_dir() else [PACKAGE_DIR / name])
+              if "__pycache__" not in p.parts]
+    book = _digest_files(kernel, PACKAGE_DIR.parent)
     tables = _digest_files(list(TABLES_DIR.glob("*.csv")), TABLES_DIR) if TABLES_DIR.is_dir() else ""
     return hashlib.sha256(f"{code}:{book}:{tables}".encode()).hexdigest()
 
@@ -263,7 +266,7 @@ def run_pipeline(out: str | os.PathLike = DEFAULT_OUT, params: dict | None = Non
     ``params`` go to every notebook; ``only`` restricts the run to the named notebooks
     (stems such as ``04_evaluation`` or their ``NN`` prefix); ``force`` ignores the cache.
     """
-    from . import plots
+    from . import assets
 
     out = Path(out).expanduser().resolve()
     params = dict(params or {})
@@ -274,7 +277,7 @@ def run_pipeline(out: str | os.PathLike = DEFAULT_OUT, params: dict | None = Non
         check_parameters(nb, params)
 
     out.mkdir(parents=True, exist_ok=True)
-    plots.write_book_assets(out)
+    assets.write_book_assets(out)
     log(f"book assets written to {out}")
 
     sources = sources_digest()

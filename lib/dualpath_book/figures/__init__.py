@@ -1,0 +1,9 @@
+"""The book's figures, one module per family: ``architecture`` (the network drawn from a Config),
+``curves`` (training logs), ``data`` (notebook 01), ``retrieval`` (qualitative results, word
+importance, embedding projections), ``ablations`` (seeds per arm).
+
+Every plotting function returns a :class:`matplotlib.figure.Figure` built with the object-oriented
+API (no ``pyplot`` state, no ``plt.show``), so it works under any backend, including ``Agg`` in a
+headless book build. Styling comes from seaborn themes applied inside each call (``style.theme``),
+never globally.
+"""
