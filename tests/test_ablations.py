@@ -37,12 +37,21 @@ def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
 
 
 def test_the_chapter_covers_exactly_the_arms_of_the_grid():
+    """The families are read from the grid file itself; every arm it runs is on some page."""
     grid_arms = {a.name for a in load_grid(GRIDS / "ablations.yaml").arms}
     chapter_arms = {arm for fam in ar.FAMILIES for arm in fam.arms}
     assert chapter_arms == grid_arms
+    assert set(ar.CENTRAL.arms) == {a.name for a in load_grid(GRIDS / "central.yaml").arms}
     for fam in ar.FAMILIES:
         assert len(fam.arms) == len(fam.labels) and {fam.better, fam.worse} <= set(fam.arms)
         assert (ROOT / "book" / "ablations" / f"{fam.key}.md").is_file()
+
+
+def test_a_family_naming_an_arm_the_grid_lacks_is_refused(tmp_path):
+    text = (GRIDS / "central.yaml").read_text().replace("{arm: loss-both,", "{arm: loss-bothh,")
+    (tmp_path / "g.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"families\[0\] \(central\) names arms \['loss-bothh'\]"):
+        ar.load_families(tmp_path / "g.yaml")
 
 
 def test_arm_overrides_cannot_smuggle_the_seed():

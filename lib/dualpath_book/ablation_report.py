@@ -3,7 +3,8 @@
 ``make ablations`` runs ``grids/ablations.yaml`` and copies the runner's ``results.csv`` to
 ``book/tables/ablations.csv`` (committed, with commit / command / machine columns); the book
 reads that file and never reruns the sweep. Each :class:`Family` is one page of the chapter:
-a set of arms, the paper's claim about them, and the comparison that tests the claim.
+a set of arms, the paper's claim about them, and the comparison that tests the claim; the
+families live in the grid files beside the arms they compare (``families:``).
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualpath.errors import DataError
-from .layout import REPO_ROOT
+from dualpath.errors import ConfigError, DataError
 
-ABLATIONS_CSV = REPO_ROOT / "book" / "tables" / "ablations.csv"
-CENTRAL_CSV = REPO_ROOT / "book" / "tables" / "central.csv"     # grids/central.yaml, the book's budget
+from .layout import GRIDS_DIR, TABLES_DIR
+
+ABLATIONS_CSV = TABLES_DIR / "ablations.csv"
+CENTRAL_CSV = TABLES_DIR / "central.csv"     # grids/central.yaml, the book's budget
 METRICS = ("rsum", "i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10")
 
 
@@ -32,54 +34,37 @@ class Family:
     stated: bool = True            # False: SPEC cannot confirm that the paper states or tests it
 
 
-FAMILIES: tuple[Family, ...] = (
-    Family("loss", "Losses: instance, ranking, both",
-           ("loss-paper", "loss-ranking", "loss-instance", "loss-joint"),
-           ("Stage I then II (book recipe)", "ranking only", "instance only (Stage I)", "both from the start"),
-           "learning with the instance loss first (Stage I) gives the ranking loss a better start "
-           "than the ranking loss alone", "loss-paper", "loss-ranking"),
-    Family("classifier", "Shared classifier W_share",
-           ("loss-paper", "classifier-separate"), ("shared W_share (book recipe)", "separate classifiers"),
-           "sharing the classifier between the branches ties the two modalities together",
-           "loss-paper", "classifier-separate"),
-    Family("wordvec", "Word-vector initialisation",
-           ("loss-paper", "wordvec-random"), ("GloVe-50 (book recipe; the paper: word2vec)", "random, 300-d"),
-           "initialising the embedding layer with word vectors helps", "loss-paper", "wordvec-random",
-           stated=False),
-    Family("shift", "Position shift",
-           ("loss-paper", "shift-off"), ("random offset in training (book recipe)", "always left-aligned"),
-           "the random position shift of the caption in training is a useful augmentation",
-           "loss-paper", "shift-off", stated=False),
-    Family("negatives", "Negatives of the ranking loss",
-           ("negatives-paper", "loss-paper", "negatives-sum"),
-           ("paper: mined hard negative", "VSE++ hardest in batch (ablation preset)", "sum of all (VSE0)"),
-           "one hard negative per anchor beats summing over every negative", "negatives-paper",
-           "negatives-sum", stated=False),
-    Family("finetune", "Fine-tuning the image CNN in Stage II",
-           ("loss-paper", "finetune-top1"), ("frozen", "top block trained"),
-           "fine-tuning the image CNN in Stage II improves retrieval", "finetune-top1", "loss-paper",
-           stated=False),
-    Family("text_cnn", "Text CNN size",
-           ("text-narrow", "loss-paper", "text-wide", "text-deep"),
-           ("1-1-1-1, width 0.125", "1-1-1-1, width 0.25 (cpu and ablation presets)", "1-1-1-1, width 0.5",
-            "3-4-6-1 (the official code's depth), width 0.25"),
-           "the deep residual text CNN (the official code's 3-4-6-1 blocks) is what the method needs",
-           "text-deep", "loss-paper", stated=False),
-    Family("weights", "Stage II loss weights",
-           ("loss-paper", "weights-0-1-0.1", "weights-2-1-0.5", "weights-1-1-1"),
-           ("2 : 1 : 0.1 (book recipe, as the Flickr30k / COCO scripts)", "0 : 1 : 0.1 (no ranking loss)",
-            "2 : 1 : 0.5 (the CUHK script)", "1 : 1 : 1 (the author, later)"),
-           "Stage II needs the ranking loss on top of the instance losses", "loss-paper",
-           "weights-0-1-0.1", stated=False),
-)
+def load_families(grid_path: str | Path) -> tuple[Family, ...]:
+    """The chapter's pages from a grid file's ``families`` section, each arm checked against the
+    grid's arms (a typo would otherwise show as an arm never measured)."""
+    import yaml   # the grid's arms are the sweep's to validate (sweep.load_grid); here only their names
+
+    grid_path = Path(grid_path)
+    grid = yaml.safe_load(grid_path.read_text())
+    arms = {a.get("name") for a in grid.get("arms") or [] if isinstance(a, dict)}
+    raw = grid.get("families")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{grid_path}: needs a 'families' list (the chapter's pages)")
+    families = []
+    for i, f in enumerate(raw):
+        where = f"{grid_path}: families[{i}]"
+        missing = {"key", "title", "claim", "better", "worse", "arms"} - set(f)
+        if missing:
+            raise ConfigError(f"{where} lacks {sorted(missing)}")
+        names = tuple(a["arm"] for a in f["arms"])
+        unknown = sorted(set(names) - arms)
+        if unknown or not {f["better"], f["worse"]} <= set(names):
+            raise ConfigError(f"{where} ({f['key']}) names arms {unknown or [f['better'], f['worse']]} "
+                              f"that are not among its arms or the grid's")
+        families.append(Family(f["key"], f["title"], names, tuple(a["label"] for a in f["arms"]),
+                               f["claim"], f["better"], f["worse"], bool(f.get("stated", True))))
+    return tuple(families)
+
+
+FAMILIES: tuple[Family, ...] = load_families(GRIDS_DIR / "ablations.yaml")
 # The loss comparison again at the book's budget (grids/central.yaml, book/tables/central.csv):
 # the same Stage II for every arm, only phase 1 differs.
-CENTRAL = Family("central", "Losses at the book's budget",
-                 ("loss-paper", "loss-ranking", "loss-both"),
-                 ("instance losses first (Stage I, the paper)", "ranking loss first",
-                  "ranking + instance losses first"),
-                 "learning with the instance loss first (Stage I) gives the ranking loss a better "
-                 "start than the ranking loss alone", "loss-paper", "loss-ranking")
+(CENTRAL,) = load_families(GRIDS_DIR / "central.yaml")
 FAMILY = {f.key: f for f in (*FAMILIES, CENTRAL)}
 
 

@@ -41,7 +41,7 @@ import dualpath
 from dualpath.errors import ConfigError, DualPathError
 from dualpath.io import atomic_path, write_json_atomic
 
-from .layout import GENERATED_DIR, NOTEBOOKS_DIR, TABLES_DIR
+from .layout import GENERATED_DIR, GRIDS_DIR, NOTEBOOKS_DIR, TABLES_DIR
 from .notebook_run import notebook_parameters, run_notebook
 from .page import notebook_config, parameter_defaults
 
@@ -92,7 +92,8 @@ KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "literat
 
 def sources_digest() -> str:
     """Hash of what a page's output can depend on: the method package (``lib/dualpath/**/*.py``),
-    the kernel-side modules of this package (:data:`KERNEL_MODULES`) and the reference tables."""
+    the kernel-side modules of this package (:data:`KERNEL_MODULES`), the committed tables and the
+    grid files (the ablation chapter's families live there)."""
     method = METHOD_DIR
     code = _digest_files([p for p in method.rglob("*.py") if "__pycache__" not in p.parts], method.parent)
     kernel = [p for name in KERNEL_MODULES for p in
@@ -100,7 +101,8 @@ def sources_digest() -> str:
               if "__pycache__" not in p.parts]
     book = _digest_files(kernel, PACKAGE_DIR.parent)
     tables = _digest_files(list(TABLES_DIR.glob("*.csv")), TABLES_DIR) if TABLES_DIR.is_dir() else ""
-    return hashlib.sha256(f"{code}:{book}:{tables}".encode()).hexdigest()
+    grids = _digest_files(list(GRIDS_DIR.glob("*.yaml")), GRIDS_DIR) if GRIDS_DIR.is_dir() else ""   # the chapter's families
+    return hashlib.sha256(f"{code}:{book}:{tables}:{grids}".encode()).hexdigest()
 
 
 def run_state(run_dir: Path) -> dict[str, str | None]:

@@ -76,7 +76,8 @@ RESULTS = "results.csv"
 GRID_COPY = "grid.yaml"
 RESERVED_PARAMS = ("seed", "run_dir")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-_GRID_KEYS = {"name", "description", "notebook", "seeds", "base", "arms", "metrics"}
+_GRID_KEYS = {"name", "description", "notebook", "seeds", "base", "arms", "metrics",
+              "families"}   # families: read by ablation_report (the chapter), not by the runner
 _ARM_KEYS = {"name", "description", "notebook", "params"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LOG_TAIL_LINES = 40
