@@ -270,6 +270,21 @@ def well_matched_captions(img_emb: torch.Tensor, txt_emb: torch.Tensor, caption_
     return picked
 
 
+def recheck_test_metrics(run, metrics: dict[str, dict[str, Any]], phases: Sequence[str]):
+    """Each phase's test embeddings from its best checkpoint, the test corpus, and the largest
+    absolute difference between the metrics recomputed from them (by the run's own protocol,
+    rounded as ``metrics.json`` is) and the stored ``metrics``: 0 when the files tell the truth."""
+    from dualpath.evaluate import evaluate_corpus, round_metrics
+
+    embeddings, worst = {}, 0.0
+    for phase in phases:
+        img, txt, test = run.test_embeddings(phase)
+        embeddings[phase] = img, txt
+        again = round_metrics(evaluate_corpus(img, txt, test, run.cfg.protocol))
+        worst = max(worst, *(abs(again[k] - metrics[phase][k]) for k in again))
+    return embeddings, test, worst
+
+
 def metrics_frame(metrics: dict[str, dict[str, Any]], phases: Sequence[str] = ("stage1", "stage2"),
                   labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Test metrics of the given phases (rows) from a run's ``metrics.json``."""

@@ -82,6 +82,22 @@ def _ours_frame(ours) -> pd.DataFrame:
     raise TypeError(f"ours must be a dict or a DataFrame, got {type(ours).__name__}")
 
 
+def run_results_table(cfg: Config, metrics: Mapping[str, Mapping], run_dir: Path) -> pd.DataFrame:
+    """Our run's Stage I and Stage I + II rows beside the published ones of its dataset and protocol,
+    also written to ``run_dir/results_<dataset>.csv`` (atomically) for anyone comparing runs."""
+    from dualpath.io import atomic_path
+
+    from .analysis import reference_table
+
+    names = {"stage1": "Dual-path, Stage I (ours)", "stage2": "Dual-path, Stage I + II (ours)"}
+    table = results_table({names[p]: metrics[p] for p in names if p in metrics},
+                          reference_table(cfg.dataset, cfg.protocol),
+                          ours_backbone=BACKBONE_NAMES.get(cfg.backbone, cfg.backbone))
+    with atomic_path(Path(run_dir) / f"results_{cfg.dataset}.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
 def results_table(ours, reference: pd.DataFrame, *, ours_source: str = "this book",
                   ours_backbone: str | None = None) -> pd.DataFrame:
     """Our rows under the reference rows, on the columns ``RESULT_COLUMNS``.
