@@ -84,7 +84,7 @@ def test_colab_badge_and_conditional_install(path):
     assert "git+https://github.com/dualpath-book/dualpath-book" in install.source
     # the shared parameters -> (Config, run_dir) logic lives in the package, not in the notebook
     setup = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "notebook_config(" in setup and "preset(" not in setup.replace("named_preset(", "")
+    assert "setup(globals()" in setup and "preset(" not in setup.replace("named_preset(", "")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -392,3 +392,13 @@ def test_the_page_log_shows_no_path_of_this_machine(tmp_path, monkeypatch, capsy
     page.page_log(f"notebook {REPO_ROOT / 'notebooks' / '02_stage1.ipynb'}")
     assert capsys.readouterr().out.splitlines() == ["run directory: runs/book/cpu-seed0",
                                                     "notebook ./notebooks/02_stage1.ipynb"]
+
+
+def test_setup_reads_the_parameters_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
+    namespace = {**page.parameter_defaults(), "smoke": True, "seed": 4, "unrelated": 1}
+    cfg, run_dir = page.setup(namespace, show=False)
+    assert cfg.seed == 4 and cfg.subset == "mini" and run_dir.name == "smoke-efficientnet_lite0-seed4"
+    del namespace["overrides"]
+    with pytest.raises(ConfigError, match=r"defines no \['overrides'\]"):
+        page.setup(namespace, show=False)

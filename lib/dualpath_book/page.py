@@ -8,6 +8,7 @@ turns them into a :class:`~dualpath.config.Config` and a run directory, in the k
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Sequence
 
 from dualpath.config import Config, default_protocol, preset as make_preset
@@ -52,6 +53,27 @@ def parameter_defaults() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- parameters
+def setup(namespace: Mapping[str, Any], *, show: bool = True) -> tuple[Config, Path]:
+    """What every page does first, in one call: read its parameters by name from the notebook's
+    namespace (``setup(globals())``: the variables its ``parameters`` cell defined, papermill's
+    injected values included), resolve them to a Config and run directory (:func:`notebook_config`),
+    set pandas' display precision, and show the run note and the settings table."""
+    missing = [name for name in NOTEBOOK_PARAMETERS if name not in namespace]
+    if missing:
+        raise ConfigError(f"the notebook defines no {missing}: is its parameters cell the one "
+                          f"python -m dualpath_book.sync writes?")
+    cfg, run_dir = notebook_config(**{name: namespace[name] for name in NOTEBOOK_PARAMETERS})
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    pd.set_option("display.precision", 2)
+    if show:
+        display(Markdown(run_note(cfg)))
+        display(settings_table(cfg, run_dir))
+    return cfg, run_dir
+
+
+
 def notebook_config(**params: Any) -> tuple[Config, Path]:
     """The Config and run directory of a notebook's parameters (see :data:`NOTEBOOK_PARAMETERS`).
 
