@@ -52,3 +52,10 @@ def test_every_preset_is_described_and_the_readme_lists_each_as_the_command_prin
     assert printed == [describe_preset(name) for name in PRESETS]
     for line in printed:
         assert f"- `{line.split(':', 1)[0]}`:{line.split(':', 1)[1]}" in readme, line
+
+
+def test_a_protocol_typo_fails_when_the_config_is_made_not_after_training():
+    from dualpath.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'protocol' = '5k' is invalid: expected one of"):
+        preset("cpu", protocol="5k")

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 
-NEGATIVE_MODES = ("paper", "random", "hardest", "sum")
+#: Negatives of the ranking loss: paired with each anchor (SPEC 3.3: mined, or random of another
+#: class for CUHK-PEDES) or taken from the batch (VSE++'s hardest, or the sum over all).
+PAIRED_NEGATIVES = ("paper", "random")
+IN_BATCH_NEGATIVES = ("hardest", "sum")
+NEGATIVE_MODES = (*PAIRED_NEGATIVES, *IN_BATCH_NEGATIVES)
 TRAIN_IMAGES = ("cached", "pixels")
 SHIFT_POLICIES = ("random", "left", "center")
 TEST_SHIFT_POLICIES = ("all", "left", "center")
@@ -155,6 +159,10 @@ class Config:
             if not ok:
                 raise ConfigError(f"config key {key!r} = {getattr(self, key)!r} is invalid: "
                                   f"expected {want}")
+        from .evaluate import PROTOCOLS   # evaluate owns the protocols; imported here to check early
+
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"config key 'protocol' = {self.protocol!r} is invalid: expected one of {PROTOCOLS}")
         if (self.protocol == "cuhk") != (default_protocol(self.dataset) == "cuhk"):
             raise ConfigError(f"config key 'protocol' = {self.protocol!r} does not fit dataset "
                               f"{self.dataset!r}: CUHK-PEDES is evaluated by identity, with protocol "

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import IN_BATCH_NEGATIVES
 from .errors import ConfigError
 
-RANKING_MODES = ("paper", "hardest", "sum")
+RANKING_MODES = ("paper", *IN_BATCH_NEGATIVES)   # "paper": one given negative pair per anchor
 
 
 def instance_loss(logits_img: torch.Tensor, logits_txt: torch.Tensor, labels: torch.Tensor,

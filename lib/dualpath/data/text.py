@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from ..config import SHIFT_POLICIES
 from ..errors import ConfigError, DataError
 
 PAD = "<pad>"
-SHIFTS = ("random", "left", "center")
 
 # Whitespace plus the punctuation the official code split on (- . , ( ) ?), and ! ; : " too,
 # so that "dog." and "dog" are one word.
@@ -159,8 +159,8 @@ def encode_ids(ids_list: Sequence[Sequence[int]], length: int, shift: str = "ran
     shift, redrawn on every call; pass a seeded ``generator`` for reproducibility),
     ``left`` uses 0, ``center`` uses ``(length-n)//2``.
     """
-    if shift not in SHIFTS:
-        raise ConfigError(f"shift must be one of {SHIFTS}, got {shift!r}")
+    if shift not in SHIFT_POLICIES:
+        raise ConfigError(f"shift must be one of {SHIFT_POLICIES}, got {shift!r}")
     _check_length(length)
     out = torch.zeros(len(ids_list), length, dtype=torch.long)
     sizes = torch.tensor([min(len(ids), length) for ids in ids_list], dtype=torch.long)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
+from ..config import PAIRED_NEGATIVES, Config
 from ..errors import DataError
 from ..losses import instance_loss, mine_hard_negatives, ranking_loss
 from .inputs import ImageSource, Split
@@ -104,7 +104,7 @@ def has_instance(phase: Phase) -> bool:
 
 def is_paired(phase: Phase, cfg: Config) -> bool:
     """Whether the phase pairs each anchor with its own negative pair (SPEC 3.3), mined or random."""
-    return phase.lambdas[0] > 0 and phase.negatives in ("paper", "random")
+    return phase.lambdas[0] > 0 and phase.negatives in PAIRED_NEGATIVES
 
 
 def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
