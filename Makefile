@@ -28,16 +28,16 @@ pipeline: venv               ## execute notebooks/ in order with papermill, keep
 	$(PY) -m dualpath_book.pipeline $(PARAMS)
 
 html: venv                   ## compile the executed notebooks and book/ into _build/html
-	$(PY) -m dualpath_book.mathjax . > /dev/null
+	$(PY) -m dualpath_book.site.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 check-html: venv             ## open every page of _build/html in headless Chromium: figures shown, nothing fetched
 	@bash scripts/browser.sh
-	$(PY) -m dualpath_book.htmlcheck _build/html --toc _toc.yml
+	$(PY) -m dualpath_book.site.htmlcheck _build/html --toc _toc.yml
 
 book-smoke: venv             ## the same book from the mini split, in minutes
 	$(PY) -m dualpath_book.pipeline --smoke
-	$(PY) -m dualpath_book.mathjax . > /dev/null
+	$(PY) -m dualpath_book.site.mathjax . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test: venv                   ## the test suite (CI runs this)

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from dualpath.models import widths
-from dualpath_book import assets, htmlcheck, literature
+from dualpath_book import assets, literature
+from dualpath_book.site import htmlcheck
 from dualpath_book.figures import ablations, architecture, curves, retrieval
 from dualpath_book.figures import data as data_figures
 from dualpath.config import preset

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from dualpath_book import htmlcheck, mathjax
+from dualpath_book.site import htmlcheck, mathjax
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

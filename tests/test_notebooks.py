@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from dualpath.config import preset
-from dualpath_book import analysis, htmlcheck, mathjax, page, pipeline
+from dualpath_book import analysis, page, pipeline
+from dualpath_book.site import htmlcheck, mathjax
 from dualpath.errors import ConfigError
 from dualpath_book.layout import REPO_ROOT
 

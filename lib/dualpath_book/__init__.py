@@ -5,6 +5,6 @@ settings table and glue helpers), with ``analysis``, ``literature``, ``figures``
 ``ablation_report``; ``pipeline`` executes the notebooks (through ``notebook_run``) and keys their
 outputs, after ``assets`` wrote what the prose pages include; ``sweep`` and ``ablation`` run the
 resumable grids; ``book_runs``, ``readme`` and ``sync`` keep the tables of our runs and what is
-written from them; ``htmlcheck`` and ``mathjax`` check and serve the built site; ``layout`` names
+written from them; ``site`` (htmlcheck, mathjax) checks and serves the built site; ``layout`` names
 the repository's folders.
 """

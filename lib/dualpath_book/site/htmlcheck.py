@@ -8,7 +8,7 @@ for every page of ``_toc.yml``, reports images that did not load and any resourc
 come from another host. Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
 needs the internet shows it as a broken figure rather than quietly fetching it.
 
-    python -m dualpath_book.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
+    python -m dualpath_book.site.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
 """
 from __future__ import annotations
 

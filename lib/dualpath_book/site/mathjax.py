@@ -1,13 +1,13 @@
 """A local MathJax for the book, so its equations render with no internet.
 
 Sphinx loads MathJax from a CDN by default; offline, every equation of the method page stays
-raw TeX (the headless-Chromium check in :mod:`dualpath_book.htmlcheck` caught it). ``vendor`` puts
+raw TeX (the headless-Chromium check in :mod:`dualpath_book.site.htmlcheck` caught it). ``vendor`` puts
 MathJax 3's single-file TeX build and its fonts into the book's ``_static/mathjax/``, which
 ``_config.yml`` names as ``mathjax_path``. The package comes once from the npm registry (``npm
 pack``, checked against the registry's published hash) into a cache outside the clone, then is
 copied into each clone. ``make html`` calls it before every build.
 
-    python -m dualpath_book.mathjax .
+    python -m dualpath_book.site.mathjax .
 """
 from __future__ import annotations
 
