@@ -82,3 +82,13 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
         before = pipeline.sources_digest()
     (method / "losses.py").write_text((method / "losses.py").read_text() + "\n# edited\n")
     assert pipeline.sources_digest() != before
+    before = pipeline.sources_digest()
+    tables = tmp_path / "tables"
+    shutil.copytree(pipeline.TABLES_DIR, tables)
+    monkeypatch.setattr(pipeline, "TABLES_DIR", tables)
+    before = pipeline.sources_digest()
+    for name in pipeline.PROSE_TABLES:    # read by prose pages and the README only
+        (tables / name).write_text((tables / name).read_text() + "\n")
+    assert pipeline.sources_digest() == before
+    (tables / "published_flickr8k.csv").write_text((tables / "published_flickr8k.csv").read_text() + "\n")
+    assert pipeline.sources_digest() != before

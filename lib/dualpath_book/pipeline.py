@@ -90,6 +90,11 @@ KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "literat
                   "ablation_report.py", "ablation.py")
 
 
+#: Committed tables that only prose pages and the README include (csv-table, sync), never a kernel:
+#: a new row of them re-executes no notebook.
+PROSE_TABLES = ("book_runs.csv", "probes.csv", "baselines.csv")
+
+
 def sources_digest() -> str:
     """Hash of what a page's output can depend on: the method package (``lib/dualpath/**/*.py``),
     the kernel-side modules of this package (:data:`KERNEL_MODULES`), the committed tables and the
@@ -100,7 +105,8 @@ def sources_digest() -> str:
               (sorted((PACKAGE_DIR / name).rglob("*.py")) if (PACKAGE_DIR / name).is_dir() else [PACKAGE_DIR / name])
               if "__pycache__" not in p.parts]
     book = _digest_files(kernel, PACKAGE_DIR.parent)
-    tables = _digest_files(list(TABLES_DIR.glob("*.csv")), TABLES_DIR) if TABLES_DIR.is_dir() else ""
+    tables = _digest_files([p for p in TABLES_DIR.glob("*.csv") if p.name not in PROSE_TABLES],
+                           TABLES_DIR) if TABLES_DIR.is_dir() else ""
     grids = _digest_files(list(GRIDS_DIR.glob("*.yaml")), GRIDS_DIR) if GRIDS_DIR.is_dir() else ""   # the chapter's families
     return hashlib.sha256(f"{code}:{book}:{tables}:{grids}".encode()).hexdigest()
 
