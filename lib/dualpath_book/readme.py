@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dualpath.config import preset
-from dualpath.evaluate import RECALL_KEYS
+from dualpath.evaluate import DIRECTIONS, RECALL_AT, RECALL_KEYS
 from dualpath.io import write_text_atomic
 
 from . import ablation_report, book_runs
@@ -23,7 +23,7 @@ END = "<!-- end of results -->"
 
 
 def _recalls(values) -> str:
-    i2t, t2i = [" / ".join(f"{values[f'{d}_r{k}']:.1f}" for k in (1, 5, 10)) for d in ("i2t", "t2i")]
+    i2t, t2i = [" / ".join(f"{values[f'{d}_r{k}']:.1f}" for k in RECALL_AT) for d in DIRECTIONS]
     return f"image->text R@1/5/10 {i2t}, text->image {t2i}"
 
 
