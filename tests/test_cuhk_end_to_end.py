@@ -74,8 +74,8 @@ def test_cuhk_trains_and_tests_by_identity(tmp_path, monkeypatch):
     assert corpus.n_images == 8 and corpus.n_classes == 4      # positives are the 2 images of a person
     want = _brute_force(img.double().numpy(), txt.double().numpy(),
                         corpus.image_label[corpus.caption_image], corpus.image_label)
-    for key, value in want.items():
-        assert final[key] == pytest.approx(value, abs=1e-6), key
+    for key, value in want.items():    # metrics.json holds two decimals (evaluate.round_metrics)
+        assert final[key] == round(value, 2), key
     assert final["top10"] == 100.0       # 8 test images: the top 10 holds both of every person's
 
 
