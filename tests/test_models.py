@@ -372,3 +372,15 @@ def test_the_drawn_widths_are_the_built_ones():
     c_in, hidden, out = widths.image_head_widths(cfg)
     assert model.backbone.out_channels == c_in and model.image_head.out_dim == out == cfg.feature_dim
     assert model.text_cnn.out_dim == cfg.feature_dim
+
+
+def test_eval_mode_gives_each_submodule_its_own_mode_back():
+    import torch
+    from dualpath.models.mode import eval_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(2))
+    model.train()
+    model[2].eval()                          # a frozen part kept in eval mode inside a training model
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, True, False]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from dualpath.errors import ConfigError, DualPathError
-from dualpath_book.sweep import DONE, FAILED, STARTED, aggregate, load_grid, main, plan_runs, run_state, run_sweep, summarise
+from dualpath_book.sweep import DONE, FAILED, STARTED, aggregate, load_grid, main, plan_runs, run_status, run_sweep, summarise
 
 NOTEBOOK = Path(__file__).parent / "fixtures" / "sweep_notebook.ipynb"
 LIB = Path(__file__).resolve().parents[1] / "lib"
@@ -115,7 +115,7 @@ def test_rerun_skips_finished_runs_retries_failed_and_spots_changed_arms(swept):
     spec = yaml.safe_load(grid.read_text())
     spec["arms"][0]["params"]["value"] = 3.0
     grid.write_text(yaml.safe_dump(spec))
-    states = {(r.arm.name, r.seed): run_state(r) for r in plan_runs(load_grid(grid), grid_dir.parent)}
+    states = {(r.arm.name, r.seed): run_status(r) for r in plan_runs(load_grid(grid), grid_dir.parent)}
     assert states == {("low", 0): "stale", ("low", 1): "stale", ("broken", 0): "failed", ("broken", 1): "failed"}
 
 
@@ -170,7 +170,7 @@ def test_an_unfinished_folder_of_other_settings_is_redone_from_scratch(tmp_path)
     (run_dir / "starts").write_text("start\n")
     (run_dir / STARTED).write_text(json.dumps({"params": {"value": 1.0}, "notebook": "x"}))
     run = plan_runs(load_grid(grid), tmp_path / "out")[0]
-    assert run_state(run) == "partial"
+    assert run_status(run) == "partial"
     lines: list[str] = []
     table = run_sweep(grid, tmp_path / "out", log=lines.append)
     assert any("redoing (unfinished, settings unknown)" in line for line in lines)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.text import all_shifts, encode_ids
+from .models.mode import eval_mode
 
 
 @torch.no_grad()
@@ -19,8 +20,6 @@ def text_embeddings(text_cnn: torch.nn.Module, ids_list: Sequence[Sequence[int]]
                     policy: str = "all", batch_size: int = 1024) -> torch.Tensor:
     """L2-normalised text embeddings [n, d] of encoded captions."""
     device = next(text_cnn.parameters()).device
-    was_training = text_cnn.training
-    text_cnn.eval()
     if policy == "all":
         # One row per (caption, offset); rows of a caption are summed back with index_add.
         rows, owner = [], []
@@ -33,12 +32,12 @@ def text_embeddings(text_cnn: torch.nn.Module, ids_list: Sequence[Sequence[int]]
         rows_t = encode_ids(ids_list, length, shift=policy)
         owner_t = torch.arange(len(ids_list))
     out = None
-    for start in range(0, rows_t.shape[0], batch_size):
-        feat = text_cnn(rows_t[start:start + batch_size].to(device))["feat"].float().cpu()
-        if out is None:
-            out = torch.zeros(len(ids_list), feat.shape[1])
-        out.index_add_(0, owner_t[start:start + batch_size], feat)
-    text_cnn.train(was_training)
+    with eval_mode(text_cnn):
+        for start in range(0, rows_t.shape[0], batch_size):
+            feat = text_cnn(rows_t[start:start + batch_size].to(device))["feat"].float().cpu()
+            if out is None:
+                out = torch.zeros(len(ids_list), feat.shape[1])
+            out.index_add_(0, owner_t[start:start + batch_size], feat)
     if out is None:
         return torch.zeros(0, 0)
     return F.normalize(out, dim=1)
@@ -53,18 +52,16 @@ def image_embeddings_from_inputs(image_head: torch.nn.Module, view_inputs: Seque
     blocks applied to a cached map); ``None`` means the inputs already are pooled features.
     """
     device = next(image_head.parameters()).device
-    was_training = image_head.training
-    image_head.eval()
     total = None
-    for view in view_inputs:
-        parts = []
-        for start in range(0, view.shape[0], batch_size):
-            x = view[start:start + batch_size].to(device).float()
-            pooled = to_pooled(x) if to_pooled is not None else x
-            parts.append(image_head(pooled)["feat"].float().cpu())
-        feats = torch.cat(parts)
-        total = feats if total is None else total + feats
-    image_head.train(was_training)
+    with eval_mode(image_head):
+        for view in view_inputs:
+            parts = []
+            for start in range(0, view.shape[0], batch_size):
+                x = view[start:start + batch_size].to(device).float()
+                pooled = to_pooled(x) if to_pooled is not None else x
+                parts.append(image_head(pooled)["feat"].float().cpu())
+            feats = torch.cat(parts)
+            total = feats if total is None else total + feats
     return F.normalize(total, dim=1)
 
 
@@ -77,19 +74,15 @@ def image_embeddings_from_pixels(backbone: torch.nn.Module, image_head: torch.nn
     device = next(image_head.parameters()).device
     plain = test_transform(size, backbone.mean, backbone.std)
     flip = test_transform(size, backbone.mean, backbone.std, flip=True)
-    was = (backbone.training, image_head.training)
-    backbone.eval()
-    image_head.eval()
     out = []
-    for start in range(0, len(images), batch_size):
-        pil = [im if not isinstance(im, (str, bytes)) and hasattr(im, "convert") else load_image(im)
-               for im in images[start:start + batch_size]]
-        pil = [im.convert("RGB") for im in pil]
-        feats = 0
-        for t in (plain, flip):
-            x = torch.stack([t(im) for im in pil]).to(device)
-            feats = feats + image_head(backbone(x))["feat"].float().cpu()
-        out.append(feats)
-    backbone.train(was[0])
-    image_head.train(was[1])
+    with eval_mode(backbone, image_head):
+        for start in range(0, len(images), batch_size):
+            pil = [im if not isinstance(im, (str, bytes)) and hasattr(im, "convert") else load_image(im)
+                   for im in images[start:start + batch_size]]
+            pil = [im.convert("RGB") for im in pil]
+            feats = 0
+            for t in (plain, flip):
+                x = torch.stack([t(im) for im in pil]).to(device)
+                feats = feats + image_head(backbone(x))["feat"].float().cpu()
+            out.append(feats)
     return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, 0)

@@ -302,7 +302,7 @@ def plan_runs(grid: Grid, out_root: str | os.PathLike, only: Sequence[str] | Non
             for i, (arm, seed) in enumerate(pairs, 1)]
 
 
-def run_state(run: Run) -> str:
+def run_status(run: Run) -> str:
     """``done``, ``failed``, ``stale`` (finished with other settings), ``interrupted`` (unfinished,
     same settings: resumable in place), ``partial`` (unfinished, settings unknown or other) or ``new``."""
     for marker, state in ((DONE, "done"), (FAILED, "failed"), (STARTED, "interrupted")):
@@ -361,7 +361,7 @@ def _status_counts(table: pd.DataFrame, arms: set[str]) -> str:
 
 
 def _should_run(run: Run, retry_failed: bool, log: Log) -> bool:
-    state = run_state(run)
+    state = run_status(run)
     if state == "done" or (state == "failed" and not retry_failed):
         log(f"{run.label}: skipped ({state} earlier)")
         return False
@@ -484,7 +484,7 @@ class _Executor:
     def _run_one(self, run: Run) -> None:
         if self._stop.is_set():
             return
-        resuming = run_state(run) == "interrupted"
+        resuming = run_status(run) == "interrupted"
         if not resuming:
             shutil.rmtree(run.dir, ignore_errors=True)
             run.dir.mkdir(parents=True)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..config import PAIRED_NEGATIVES, Config
 from ..errors import DataError
 from ..losses import instance_loss, mine_hard_negatives, ranking_loss
+from ..models.mode import eval_mode
 from .inputs import ImageSource, Split
 from .recipes import Phase
 
@@ -158,12 +159,9 @@ def pair_negatives(model, source: ImageSource, split: Split, batch: Batch, x: to
     cand = cand[~torch.isin(cand, batch.index)][:cfg.n_candidates]
     cand_caps = split.draw_captions(cand, gen)
     cand_ids = split.encode(cand_caps, cfg.train_shift, gen)
-    was = model.training
-    model.eval()
-    img = F.normalize(model.image_branch(source.pool(model.backbone, x[:half].to(device)))["act"], dim=1)
-    txt = F.normalize(model.text_branch(cand_ids.to(device))["act"], dim=1)
-    model.train(was)
-    model.backbone.eval()
+    with eval_mode(model):   # SPEC 3.3: candidates are scored in test mode
+        img = F.normalize(model.image_branch(source.pool(model.backbone, x[:half].to(device)))["act"], dim=1)
+        txt = F.normalize(model.text_branch(cand_ids.to(device))["act"], dim=1)
     pick = mine_hard_negatives(img, txt, anchors.to(device), split.image_label[cand].to(device)).cpu()
     return x, torch.cat([captions[:half], cand_caps[pick]]), labels_img, \
         torch.cat([anchors, split.image_label[cand[pick]]])

@@ -119,7 +119,7 @@ class Trainer:
                 "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 "optimizer": opt.state_dict(), "gen": gen.get_state(),
                 "torch_rng": torch.get_rng_state(), "phase": pi, "epoch": epoch, "best": best,
-                "log": list(self.rows), "coverage": _plain(self.data.coverage)}
+                "log": list(self.rows), "coverage": _json_safe(self.data.coverage)}
 
     def _resume(self) -> tuple[int, int, dict | None]:
         """(phase, epoch, state) to start from: (0, 0, None) for a new run."""
@@ -144,7 +144,7 @@ def summary_line(row: dict) -> str:
             f"{row['epoch_s']:.0f}s")
 
 
-def _plain(d: dict) -> dict:
+def _json_safe(d: dict) -> dict:
     return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else
                 v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in d.items()}
 
