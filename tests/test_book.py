@@ -334,3 +334,16 @@ def test_a_runs_row_is_read_from_its_run_directory_and_rounded(tmp_path):
     assert book_runs.minutes_seconds(1791) == "29 min 51 s"
     shown = book_runs.display_table(table)
     assert shown["test R-sum, Stage I / II"].tolist() == ["116.4 / 239.2"]
+
+
+def test_results_figure_puts_ours_among_the_published_rows():
+    from dualpath_book.figures import results
+
+    reference = literature.load_reference_table("published_flickr8k")
+    table = literature.results_table({"ours": {"i2t_r1": 20.2, "i2t_r5": 48.0, "i2t_r10": 61.3, "t2i_r1": 15.1,
+                                               "t2i_r5": 40.0, "t2i_r10": 54.6}}, reference)
+    fig = results.rsum_figure(table, title="t")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == table.rsum.notna().sum() and any(label.startswith("ours") for label in labels)
+    values = [p.get_width() for p in fig.axes[0].patches]
+    assert values == sorted(values) and 239.2 in [round(v, 1) for v in values]
