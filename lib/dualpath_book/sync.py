@@ -80,10 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in stale:
             print(f"{path.name}: parameters cell differs from page.NOTEBOOK_PARAMETERS; "
                   f"run python -m dualpath_book.sync", file=sys.stderr)
-        if readme_out_of_date():
+        readme_stale = readme_out_of_date()
+        if readme_stale:
             print(f"{README.name}: results differ from book/tables; run python -m dualpath_book.sync",
                   file=sys.stderr)
-        return 1 if stale or readme_out_of_date() else 0
+        return 1 if stale or readme_stale else 0
     for path in sync():
         print(f"wrote the parameters cell of {path.name}")
     if write_readme():
