@@ -17,21 +17,16 @@ Rows, one timed epoch each (after one untimed warm-up epoch of the same kind):
     python benchmarks/bench_train.py                  # about a minute on one thread
     python benchmarks/bench_train.py --negatives paper
 
-The old module is loaded from git history (``git show 15ffc8d:lib/dualpath/train.py``) as
-``dualpath._train_15ffc8d``, so its relative imports resolve inside today's package.
+The old module is loaded from git history (``git show 15ffc8d:lib/dualpath/train.py``, see
+``history.py``), so its relative imports resolve inside today's package.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-import dualpath
 from dualpath.config import preset
 from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
@@ -40,20 +35,14 @@ from dualpath.train.inputs import CachedPooled, synthetic_split
 from dualpath.train.optim import lr_at, make_optimizer, set_lr
 from dualpath.train.step import EpochPlan, Forward, train_step
 
+from history import module_at   # benchmarks/history.py: python puts the script's folder on sys.path
+
 OLD_COMMIT = "15ffc8d"
 POOLED, CLASSES, VOCAB, EMBED = 1280, 6000, 7400, 50
 
 
 def load_old():
-    root = Path(dualpath.__file__).resolve().parents[2]
-    src = subprocess.run(["git", "-C", str(root), "show", f"{OLD_COMMIT}:lib/dualpath/train.py"],
-                         capture_output=True, text=True, check=True).stdout
-    name = f"dualpath._train_{OLD_COMMIT}"
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
-    module.__package__ = "dualpath"
-    sys.modules[name] = module
-    exec(compile(src, f"train_{OLD_COMMIT}.py", "exec"), module.__dict__)
-    return module
+    return module_at(OLD_COMMIT, "lib/dualpath/train.py", "dualpath")
 
 
 def make_model(cfg):

@@ -67,22 +67,29 @@ def image_embeddings_from_inputs(image_head: torch.nn.Module, view_inputs: Seque
 
 @torch.no_grad()
 def image_embeddings_from_pixels(backbone: torch.nn.Module, image_head: torch.nn.Module, images: Sequence,
-                                 size: int, batch_size: int = 32) -> torch.Tensor:
-    """L2-normalised image embeddings of image files or PIL images: whole image + mirror, summed."""
-    from .data.images import load_image, test_transform
+                                 size: int, batch_size: int = 32, workers: int = 0,
+                                 channels_last: bool = False) -> torch.Tensor:
+    """L2-normalised image embeddings of image files or PIL images: whole image + mirror, summed.
+
+    ``workers`` processes decode and resize while the model runs (0: in this process);
+    ``channels_last`` hands the backbone NHWC batches (``cfg.channels_last``)."""
+    from .data.images import MirroredImages, normalize
 
     device = next(image_head.parameters()).device
-    plain = test_transform(size, backbone.mean, backbone.std)
-    flip = test_transform(size, backbone.mean, backbone.std, flip=True)
+    # a generator of its own: iterating must not draw from torch's global RNG (training's dropout)
+    loader = torch.utils.data.DataLoader(MirroredImages(images, size), batch_size=batch_size,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         generator=torch.Generator().manual_seed(0))
     out = []
     with eval_mode(backbone, image_head):
-        for start in range(0, len(images), batch_size):
-            pil = [im if not isinstance(im, (str, bytes)) and hasattr(im, "convert") else load_image(im)
-                   for im in images[start:start + batch_size]]
-            pil = [im.convert("RGB") for im in pil]
+        for views in loader:                      # uint8 [B, 2, 3, size, size]
+            views = views.to(device, non_blocking=True)
             feats = 0
-            for t in (plain, flip):
-                x = torch.stack([t(im) for im in pil]).to(device)
+            for v in range(views.shape[1]):
+                x = normalize(views[:, v], backbone.mean, backbone.std)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 feats = feats + image_head(backbone(x))["feat"].float().cpu()
             out.append(feats)
     return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, 0)
+

@@ -11,7 +11,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Sequence
 
-from dualpath.config import Config, default_protocol, preset as make_preset
+from dualpath.config import Config, default_protocol, preset as make_preset, resolve_preset
 from dualpath.errors import ConfigError
 from dualpath.paths import runs_root
 
@@ -31,10 +31,12 @@ NOTEBOOK_PARAMETERS: dict[str, Parameter] = {
                          "flickr30k_official, coco, cuhk_pedes"),
     "protocol": Parameter(None, "Optional[str]", "evaluation protocol: 1k, coco-1k, coco-5k or cuhk; None: "
                           "the dataset's (cuhk for cuhk_pedes, else 1k)"),
-    "data_root": Parameter(None, "Optional[str]", "folder holding the datasets; None: $DUALPATH_DATA, ./data "
-                           "or ../shared/data"),
+    "data_root": Parameter(None, "Optional[str]", "folder holding the datasets; None: $DUALPATH_DATA, ./data, "
+                           "../shared/data or ~/.cache/dualpath/data"),
+    "download": Parameter(False, "bool", "True: fetch Flickr8k first when no data root holds it (Colab)"),
     "backbone": Parameter("efficientnet_lite0", "str", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
-    "preset": Parameter("cpu", "str", "config preset: cpu (2-core CPU budget); paper, paper-coco or "
+    "preset": Parameter("auto", "str", "config preset: auto (gpu where CUDA is present, else cpu); cpu "
+                        "(2-core CPU budget); gpu (the paper's schedule, one GPU); paper, paper-coco or "
                         "paper-cuhk (official recipes, GPU)"),
     "stage1_epochs": Parameter(None, "Optional[int]", "Stage I epochs (instance loss only); None: the preset's"),
     "stage2_epochs": Parameter(None, "Optional[int]", "Stage II epochs (ranking + instance loss); None: the preset's"),
@@ -62,7 +64,10 @@ def setup(namespace: Mapping[str, Any], *, show: bool = True) -> tuple[Config, P
     if missing:
         raise ConfigError(f"the notebook defines no {missing}: is its parameters cell the one "
                           f"python -m dualpath_book.sync writes?")
-    cfg, run_dir = notebook_config(**{name: namespace[name] for name in NOTEBOOK_PARAMETERS})
+    params = {name: namespace[name] for name in NOTEBOOK_PARAMETERS}
+    cfg, run_dir = notebook_config(**params)
+    if params["download"]:
+        ensure_dataset(cfg.dataset, params["data_root"])
     import pandas as pd
     from IPython.display import Markdown, display
 
@@ -72,6 +77,17 @@ def setup(namespace: Mapping[str, Any], *, show: bool = True) -> tuple[Config, P
         display(settings_table(cfg, run_dir))
     return cfg, run_dir
 
+
+
+def ensure_dataset(name: str, data_root: str | None) -> Path:
+    """The dataset's folder; fetched first (``python -m dualpath.data fetch``) when no root holds it."""
+    from dualpath.data.fetch import fetch
+    from dualpath.data.registry import dataset_folder
+
+    folder = dataset_folder(name, data_root) if data_root is None or Path(data_root).is_dir() else None
+    if folder is None:
+        folder = fetch(name, data_root, log=page_log)
+    return folder
 
 
 def notebook_config(**params: Any) -> tuple[Config, Path]:
@@ -91,7 +107,7 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; the notebooks take "
                           f"{sorted(NOTEBOOK_PARAMETERS)}")
     p = parameter_defaults() | params
-    name = "smoke" if p["smoke"] else p["preset"]
+    name = "smoke" if p["smoke"] else resolve_preset(p["preset"])
     overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
                                      device=p["device"],
                                      protocol=p["protocol"] or default_protocol(p["dataset"]))
@@ -119,7 +135,7 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
 
 
 #: Config keys that change how a run executes, not what it computes.
-RUNTIME_KEYS = ("device", "progress", "num_threads")
+RUNTIME_KEYS = ("device", "progress", "num_threads", "loader_workers")
 
 
 def _existing_run_config(cfg: Config, run_dir: Path, explicit: bool) -> Config:

@@ -1,10 +1,11 @@
-"""Write what is generated into files people edit: the notebooks' ``parameters`` cells and the
-README's results.
+"""Write what is generated into files people edit: the notebooks' install and ``parameters`` cells
+and the README's results.
 
 The six notebooks share one set of parameters; typing them six times would let them drift. This
 module renders :data:`page.NOTEBOOK_PARAMETERS` as a papermill ``parameters`` cell (name,
 annotation, default and help comment on one line each) and writes it into every
-``notebooks/NN_*.ipynb``. The README quotes our runs only between two markers, from the
+``notebooks/NN_*.ipynb``, with the install cell (:data:`INSTALL_SOURCE`, tagged ``install``) that
+makes each notebook run on Colab. The README quotes our runs only between two markers, from the
 committed tables (``book/tables/book_runs.csv``, ``central.csv``, ``baselines.csv``)::
 
     python -m dualpath_book.sync            # rewrite what differs
@@ -28,6 +29,33 @@ from .readme import README, readme_out_of_date, write_readme
 
 _COMMENT_COLUMN = 39   # where the help comments start, so the cell reads as a table
 
+#: Every notebook's first code cell. On Colab (or any Python without the package) it installs the
+#: package and its book extra from PACKAGE, a git URL or a wheel (a path or a URL), while keeping
+#: the machine's torch and torchvision (Colab's are built for its CUDA: a constraint file pins
+#: them, so pip fails rather than replace them). In this repository it does nothing.
+INSTALL_SOURCE = """\
+PACKAGE = "git+https://github.com/dualpath-book/dualpath-book"   # or a wheel: "dualpath-0.1.0-py3-none-any.whl"
+# Colab, or any Python without this package: install it with its book extra; here it does nothing.
+import importlib, importlib.metadata, pathlib, subprocess, sys, tempfile
+try:
+    import dualpath_book
+    print("dualpath is installed: nothing to do")
+except ImportError:
+    source = PACKAGE if "://" in PACKAGE else pathlib.Path(PACKAGE).resolve().as_uri()
+    kept = []
+    for name in ("torch", "torchvision"):
+        try:
+            kept.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    pins = pathlib.Path(tempfile.mkdtemp()) / "keep.txt"
+    pins.write_text("\\n".join(kept) + "\\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", str(pins), f"dualpath[book] @ {source}"],
+                   check=True)
+    importlib.invalidate_caches()
+    import dualpath_book
+    print(f"installed dualpath[book] from {PACKAGE}; kept {', '.join(kept) or 'no torch: pip chose one'}")"""
+
 
 def book_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The notebooks that take the shared parameters: ``NN_*.ipynb`` (the sweep's own are apart)."""
@@ -45,26 +73,33 @@ def parameters_source() -> str:
     return "\n".join(lines)
 
 
-def _parameters_cell(nb) -> nbformat.NotebookNode:
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+def _tagged_cell(nb, tag: str) -> nbformat.NotebookNode:
+    cells = [c for c in nb.cells if tag in c.metadata.get("tags", [])]
     if len(cells) != 1:
-        raise ValueError(f"expected one cell tagged 'parameters', found {len(cells)}")
+        raise ValueError(f"expected one cell tagged {tag!r}, found {len(cells)}")
     return cells[0]
 
 
+def _generated() -> dict[str, str]:
+    """Tag -> the source of the cell so tagged."""
+    return {"install": INSTALL_SOURCE, "parameters": parameters_source()}
+
+
 def out_of_sync(paths: Sequence[Path] | None = None) -> list[Path]:
-    """The notebooks whose ``parameters`` cell is not :func:`parameters_source`."""
-    want = parameters_source()
+    """The notebooks whose install or ``parameters`` cell is not the generated one."""
+    want = _generated()
     return [p for p in (book_notebooks() if paths is None else paths)
-            if _parameters_cell(nbformat.read(p, as_version=4)).source != want]
+            if any(_tagged_cell(nbformat.read(p, as_version=4), tag).source != source
+                   for tag, source in want.items())]
 
 
 def sync(paths: Sequence[Path] | None = None) -> list[Path]:
-    """Rewrite the ``parameters`` cell of each notebook that differs; return those written."""
+    """Rewrite the generated cells of each notebook that differs; return those written."""
     written = []
     for path in out_of_sync(paths):
         nb = nbformat.read(path, as_version=4)
-        _parameters_cell(nb).source = parameters_source()
+        for tag, source in _generated().items():
+            _tagged_cell(nb, tag).source = source
         with atomic_path(path) as tmp:
             nbformat.write(nb, str(tmp))
         written.append(path)
@@ -78,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         stale = out_of_sync()
         for path in stale:
-            print(f"{path.name}: parameters cell differs from page.NOTEBOOK_PARAMETERS; "
+            print(f"{path.name}: install or parameters cell differs from the generated one; "
                   f"run python -m dualpath_book.sync", file=sys.stderr)
         readme_stale = readme_out_of_date()
         if readme_stale:
@@ -86,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
         return 1 if stale or readme_stale else 0
     for path in sync():
-        print(f"wrote the parameters cell of {path.name}")
+        print(f"wrote the install and parameters cells of {path.name}")
     if write_readme():
         print(f"wrote the results of {README.name}")
     return 0

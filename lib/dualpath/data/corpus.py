@@ -111,6 +111,10 @@ class Corpus:
     def image_path(self, i: int) -> Path:
         return self.image_root / self.images[i]
 
+    def image_paths(self) -> list[Path]:
+        """The file of every image, by image id."""
+        return [self.image_root / name for name in self.images]
+
     def captions_of(self, i: int) -> list[int]:
         """Caption indices of image ``i``, in corpus order."""
         return self._caption_index[i]

@@ -12,6 +12,10 @@ Original layout (as distributed by the University of Illinois)::
     Flickr_8k.{train,dev,test}Images.txt   (dev becomes ``val``)
     Flicker8k_Dataset/<name>.jpg    (or ``images/``; pass ``images=`` for another folder)
 
+The original layout has no ``mini_*`` lists, so they are derived as the shared data's README
+defines them: ``mini_train``, ``mini_val``, ``mini_test`` are the first 200 of train, 50 of val
+and 100 of test (the whole split when it is smaller), so smoke runs work on either layout.
+
 Captions whose image file is absent are ignored (the published token file names
 ``2258277193_586949ec62.jpg.1``, which has no image), but a split that names an absent
 image is an error: silently shrinking a test split would make results incomparable.
@@ -34,6 +38,7 @@ TOKEN_FILE = "Flickr8k.token.txt"
 ORIGINAL_SPLITS = {"train": "Flickr_8k.trainImages.txt",
                    "val": "Flickr_8k.devImages.txt",
                    "test": "Flickr_8k.testImages.txt"}
+MINI_SPLITS = {"mini_train": ("train", 200), "mini_val": ("val", 50), "mini_test": ("test", 100)}
 IMAGE_FOLDERS = ("images", "Flicker8k_Dataset", "Flickr8k_Dataset")
 _TOKEN_ID = re.compile(r"^(?P<image>.+)#(?P<k>\d+)$")
 
@@ -54,13 +59,15 @@ def load_flickr8k(root: str | os.PathLike, *, images: str | os.PathLike | None =
     if (root / "captions.tsv").is_file():
         captions = _read_captions_tsv(root / "captions.tsv")
         split_files = _shared_split_files(root / "splits")
+        derived: dict[str, tuple[str, int]] = {}  # the shared layout ships its mini_* lists
     elif (root / TOKEN_FILE).is_file():
         captions = read_token_file(root / TOKEN_FILE)
         split_files = {split: require_file(root / fname, f"Flickr8k {split} split list")
                        for split, fname in ORIGINAL_SPLITS.items()}
+        derived = MINI_SPLITS
     else:
         raise DataError(f"{root} holds neither captions.tsv nor {TOKEN_FILE}; {DOWNLOAD_HINT}")
-    return _assemble(name, image_dir, captions, split_files)
+    return _assemble(name, image_dir, captions, split_files, derived)
 
 
 # ---------------------------------------------------------------------- caption files
@@ -122,7 +129,8 @@ def _image_dir(root: Path, images: str | os.PathLike | None) -> Path:
 
 
 def _assemble(name: str, image_dir: Path, captions: Iterator[tuple[str, str]],
-              split_files: dict[str, Path]) -> Corpus:
+              split_files: dict[str, Path], derived: dict[str, tuple[str, int]]) -> Corpus:
+    """Build the corpus; ``derived`` maps a split to (the split it is a prefix of, its length)."""
     present = existing_files(image_dir)
     builder = CorpusBuilder(name, image_dir)
     absent: set[str] = set()
@@ -134,8 +142,10 @@ def _assemble(name: str, image_dir: Path, captions: Iterator[tuple[str, str]],
     if absent:
         log.info("%s: ignored captions of %d image(s) absent from %s, e.g. %s",
                  name, len(absent), image_dir, sorted(absent)[0])
-    for split, path in split_files.items():
-        for image_id in _read_split(path, split, builder, present):
+    split_ids = {split: _read_split(path, split, builder, present) for split, path in split_files.items()}
+    split_ids.update({split: split_ids[source][:n] for split, (source, n) in derived.items()})
+    for split, ids in split_ids.items():
+        for image_id in ids:
             builder.add_to_split(split, image_id)
     return builder.build()
 

@@ -103,6 +103,70 @@ def test_transform(size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
 test_transform.__test__ = False  # type: ignore[attr-defined]
 
 
+# ------------------------------------------------------------- the loader's pixel path (uint8)
+# Workers hand the training process uint8 tensors (4x fewer bytes to pickle, pin and copy than
+# floats) and the model's device normalises them: `normalize(x, mean, std)` equals ToTensor +
+# Normalize of the same pixels.
+def augment(img: Image.Image, size: int, generator: torch.Generator) -> torch.Tensor:
+    """The paper's training augmentation (the crop of :class:`PaperRandomCrop`, then a flip with
+    probability 1/2) drawn from ``generator``: uint8 [3, size, size]. The same generator state
+    gives the same pixels, in any process."""
+    width, height = img.size
+    top, left, h, w = PaperRandomCrop(size).get_params(width, height, generator)
+    img = F.resized_crop(img, top, left, h, w, [size, size], interpolation=InterpolationMode.BICUBIC,
+                         antialias=True)
+    if torch.rand(1, generator=generator).item() < 0.5:
+        img = F.hflip(img)
+    return F.pil_to_tensor(img)
+
+
+def resized(img: Image.Image, size: int, flip: bool = False) -> torch.Tensor:
+    """:func:`test_transform`'s resize (and mirror) as uint8 [3, size, size]."""
+    img = F.resize(img, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return F.pil_to_tensor(F.hflip(img) if flip else img)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 pixels [B, 3, H, W] -> floats normalised with ``mean`` / ``std`` on x's device."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float() / 255 - m) / s
+
+
+class AugmentedImages(torch.utils.data.Dataset):
+    """Training crops keyed by (image index, seed): ``dataset[(i, s)]`` is image ``i`` augmented
+    with a generator seeded ``s``, so a crop depends on its key alone, not on the worker or the
+    order in which workers read (a resumed run redraws the same crops)."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], size: int):
+        self.paths = [Path(p) for p in paths]
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+        index, seed = key
+        return augment(load_image(self.paths[index]), self.size, torch.Generator().manual_seed(seed))
+
+
+class MirroredImages(torch.utils.data.Dataset):
+    """Test views of images (file paths or PIL images): uint8 [2, 3, size, size], the whole image
+    resized and its mirror (SPEC 1.4)."""
+
+    def __init__(self, images: Sequence, size: int):
+        self.images = list(images)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        im = self.images[i]
+        img = im.convert("RGB") if hasattr(im, "convert") else load_image(im)
+        return torch.stack([resized(img, self.size), resized(img, self.size, flip=True)])
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Images read from ``paths`` through ``transform`` (a PIL image is returned without one)."""
 

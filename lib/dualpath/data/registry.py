@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from ..paths import find_data_root
+from ..paths import candidate_data_roots, find_data_root
 from .coco import load_coco
 from .corpus import Corpus, require_dir, require_file
 from .cuhk_pedes import load_cuhk_pedes
@@ -57,7 +57,7 @@ def _cuhk(folder: Path) -> Corpus:
 
 DATASETS: dict[str, DatasetEntry] = {
     "flickr8k": DatasetEntry(("flickr8k_224", "flickr8k"), lambda f: load_flickr8k(f),
-                             "the shared data ships flickr8k_224/; see data/README.md"),
+                             "run `python -m dualpath.data fetch flickr8k` (or see the README's Data section)"),
     "coco_mini": DatasetEntry(("coco_mini",), _coco_mini,
                               "the shared data ships coco_mini/; see data/README.md"),
     "flickr30k": DatasetEntry(("flickr30k",), _karpathy("flickr30k", ("flickr30k-images", "images")),
@@ -73,15 +73,28 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
-def load_corpus(name: str, data_root: str | os.PathLike | None = None, split: str | None = None) -> Corpus:
-    """Load a named dataset from the data root; with ``split``, only that split (see Corpus.select)."""
+def _roots(data_root: str | os.PathLike | None) -> list[Path]:
+    """The explicit root, or every existing candidate root (so ./data without Flickr8k does not
+    hide a fetched copy further down the list)."""
+    if data_root is not None:
+        return [find_data_root(data_root)]
+    return [r.resolve() for r in candidate_data_roots() if r.is_dir()]
+
+
+def dataset_folder(name: str, data_root: str | os.PathLike | None = None) -> Path | None:
+    """The folder of a named dataset under the data root(s), or None when it is not there."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
-    entry = DATASETS[name]
-    root = find_data_root(data_root)
-    folder = next((root / f for f in entry.folders if (root / f).is_dir()), None)
+    return next((root / f for root in _roots(data_root) for f in DATASETS[name].folders
+                 if (root / f).is_dir()), None)
+
+
+def load_corpus(name: str, data_root: str | os.PathLike | None = None, split: str | None = None) -> Corpus:
+    """Load a named dataset from the data root; with ``split``, only that split (see Corpus.select)."""
+    folder = dataset_folder(name, data_root)
     if folder is None:
-        tried = ", ".join(str(root / f) for f in entry.folders)
-        raise DataError(f"dataset {name!r} not found (tried {tried}); {entry.hint}")
-    corpus = entry.load(folder)
+        roots = _roots(data_root) or [find_data_root()]   # no root at all: find_data_root says so
+        tried = ", ".join(str(root / f) for root in roots for f in DATASETS[name].folders)
+        raise DataError(f"dataset {name!r} not found (tried {tried}); {DATASETS[name].hint}")
+    corpus = DATASETS[name].load(folder)
     return corpus.select(split) if split is not None else corpus

@@ -32,7 +32,7 @@ def parse_set(items: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dualpath.train",
                                  description="Train the dual-path image-text embedding (Stage I, Stage II, test).")
-    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (see --list-presets)")
+    ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or auto (gpu where CUDA is present, else cpu; see --list-presets)")
     ap.add_argument("--list-presets", action="store_true", help="print each preset, what it reproduces, and exit")
     ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
     ap.add_argument("--config", help="JSON file of config keys (applied after the preset)")

@@ -16,6 +16,7 @@ source               a training batch (index, view) ->            evaluation vie
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 
 from ..config import Config
 from ..data.corpus import Corpus
-from ..data.images import load_image, train_transform
+from ..data.images import AugmentedImages, normalize
 from ..data.registry import load_corpus
 from ..data.text import Vocabulary, shift_offsets
 from ..data.wordvec import embedding_matrix, find_word2vec, load_glove_package, load_word_vectors
@@ -191,9 +192,15 @@ class ImageSource:
         """Freeze the backbone except what this source trains (BN mode is the trainer's)."""
         backbone.set_trainable(self.trainable_blocks)
 
-    def batch(self, split: Split, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        """What ``pool`` eats for images ``index`` (cached ``view`` of each)."""
+    def batch(self, split: Split, index: torch.Tensor, view: torch.Tensor,
+              seeds: torch.Tensor | None = None) -> torch.Tensor:
+        """What ``pool`` eats for images ``index`` (cached ``view`` of each; ``seeds``: the crop of
+        each, when images are decoded)."""
         raise NotImplementedError
+
+    def batches(self, plan):
+        """The batches of an ``EpochPlan``, in order; a source may fill in their ``images``."""
+        return (plan.batch(k) for k in range(len(plan)))
 
     def pool(self, backbone, x: torch.Tensor) -> torch.Tensor:
         """``batch`` rows -> pooled backbone features [B, C] (through the trainable blocks)."""
@@ -224,7 +231,7 @@ class ImageSource:
 class CachedPooled(ImageSource):
     """Backbone frozen: cached pooled features go straight to the image head."""
 
-    def batch(self, split, index, view):
+    def batch(self, split, index, view, seeds=None):
         return self._rows(split, view, index)
 
     def _rows(self, split, view, index):
@@ -237,7 +244,7 @@ class CachedMaps(ImageSource):
     def __init__(self, k: int):
         self.trainable_blocks = k
 
-    def batch(self, split, index, view):
+    def batch(self, split, index, view, seeds=None):
         return self._rows(split, view, index)
 
     def pool(self, backbone, x):
@@ -252,12 +259,23 @@ class CachedMaps(ImageSource):
 
 class Pixels(ImageSource):
     """Decoded images, a fresh random crop and flip each time (SPEC 3.4), through the whole backbone,
-    of which the top ``k`` blocks train (-1: all, 0: none); cached features are not used. A GPU's job."""
+    of which the top ``k`` blocks train (-1: all, 0: none); cached features are not used. A GPU's job.
 
-    def __init__(self, cfg: Config, backbone, k: int = -1):
-        self.transform = train_transform(cfg.image_size, backbone.mean, backbone.std)
-        self.image_size = cfg.image_size
+    An epoch's images come from a ``DataLoader``: ``cfg.loader_workers`` processes decode and
+    augment (0: this process) while the model trains, into pinned memory on CUDA, prefetching a
+    few batches, the workers kept for the whole phase. Each row's crop is drawn from its own seed
+    (``EpochPlan.seeds``: the run's seed, phase, epoch and row), so the crops do not depend on the
+    number of workers, and a resumed run draws the same ones. Batches travel as uint8 and are
+    normalised on the model's device.
+    """
+
+    def __init__(self, cfg: Config, backbone, k: int = -1, device=None):
+        self.image_size, self.mean, self.std = cfg.image_size, backbone.mean, backbone.std
         self.trainable_blocks = k
+        self.workers, self.channels_last = cfg.loader_workers, cfg.channels_last
+        self.pin = device is not None and torch.device(device).type == "cuda"
+        self._loader = None
+        self._plan = _PlanBatches()
 
     def configure(self, backbone) -> None:
         if self.trainable_blocks == -1:
@@ -266,10 +284,29 @@ class Pixels(ImageSource):
         else:
             backbone.set_trainable(self.trainable_blocks)
 
-    def batch(self, split, index, view):
-        return torch.stack([self.transform(load_image(split.corpus.image_path(int(i)))) for i in index])
+    def batch(self, split, index, view, seeds=None):
+        if seeds is None:   # a batch outside an epoch plan (tests, tools): seeds from torch's RNG
+            seeds = torch.randint(2 ** 62, (len(index),))
+        crops = AugmentedImages(split.corpus.image_paths(), self.image_size)
+        return torch.stack([crops[(int(i), int(s))] for i, s in zip(index, seeds)])
+
+    def batches(self, plan):
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                AugmentedImages(plan.split.corpus.image_paths(), self.image_size),
+                batch_sampler=self._plan, num_workers=self.workers, pin_memory=self.pin,
+                persistent_workers=self.workers > 0, prefetch_factor=4 if self.workers else None,
+                # the loader draws its workers' base seed from this, not from torch's global RNG
+                # (which dropout draws from); crops come from the rows' own seeds
+                generator=torch.Generator().manual_seed(0))
+        self._plan.plan = plan    # the sampler runs in this process: the workers see each new epoch
+        for k, images in enumerate(self._loader):
+            yield dataclasses.replace(plan.batch(k), images=images)
 
     def pool(self, backbone, x):
+        x = normalize(x, self.mean, self.std) if x.dtype == torch.uint8 else x
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.trainable_blocks == 0:
             with torch.no_grad():       # a frozen backbone: no graph to keep
                 return backbone(x)
@@ -277,14 +314,30 @@ class Pixels(ImageSource):
 
     @torch.no_grad()
     def embed(self, model, split):
-        paths = [split.corpus.image_path(i) for i in range(split.n_images)]
-        return image_embeddings_from_pixels(model.backbone, model.image_head, paths, self.image_size)
+        return image_embeddings_from_pixels(model.backbone, model.image_head, split.corpus.image_paths(),
+                                            self.image_size, workers=self.workers,
+                                            channels_last=self.channels_last)
 
 
-def image_source(finetune: int, cfg: Config, backbone) -> ImageSource:
+class _PlanBatches:
+    """The batch sampler of :class:`Pixels`: the (image, seed) keys of each batch of ``plan``."""
+
+    plan = None
+
+    def __iter__(self):
+        plan = self.plan
+        for k in range(len(plan)):
+            batch = plan.batch(k)
+            yield list(zip(batch.index.tolist(), batch.seeds.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
+def image_source(finetune: int, cfg: Config, backbone, device=None) -> ImageSource:
     """The source of a phase that trains ``finetune`` backbone top blocks (0: none, -1: all)."""
     if finetune == -1 or cfg.train_images == "pixels":
-        return Pixels(cfg, backbone, finetune)
+        return Pixels(cfg, backbone, finetune, device)
     return CachedMaps(finetune) if finetune > 0 else CachedPooled()
 
 

@@ -192,8 +192,11 @@ class Run:
 
 def new_model(data: TrainingData, cfg: Config):
     train = data.splits["train"].corpus
-    return build_model(cfg, len(data.vocab), train.n_classes, data.embedding_init,
-                       backbone=data.backbone).to(device_of(cfg))
+    model = build_model(cfg, len(data.vocab), train.n_classes, data.embedding_init,
+                        backbone=data.backbone).to(device_of(cfg))
+    if cfg.channels_last:
+        model.backbone.to(memory_format=torch.channels_last)
+    return model
 
 
 def read_run_config(run_dir: str | Path) -> tuple[Config, str]:

@@ -27,6 +27,7 @@ import math
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +39,7 @@ from .inputs import ImageSource, Split
 from .recipes import Phase
 
 GRAD_GROUPS = ("image", "text", "classifier")
+REDRAW_SALT = 0x5BD1E995   # sets a redrawn negative image's crop seed apart from its row's
 
 
 # ------------------------------------------------------------------------------------ batches
@@ -47,15 +49,21 @@ class Batch:
     view: torch.Tensor                  # [B] cached view of each row
     caption: torch.Tensor | None        # [B] caption of each row; None: draw one per image
     label: torch.Tensor                 # [B] class of each row's image
+    seeds: torch.Tensor | None = None   # [B] seed of each row's crop (decoded images); None: cached
+    images: torch.Tensor | None = None  # [B, ...] the rows' images, when a loader read them ahead
 
     def __len__(self) -> int:
         return len(self.index)
 
 
 class EpochPlan:
-    """The batches of one epoch, drawn from ``gen`` once at the start of the epoch."""
+    """The batches of one epoch, drawn from ``gen`` once at the start of the epoch.
 
-    def __init__(self, split: Split, cfg: Config, gen: torch.Generator):
+    ``key`` (run seed, phase, epoch) gives every row a crop seed of its own, derived from the key
+    and the row alone (not from ``gen``, so the cached path draws what it always drew).
+    """
+
+    def __init__(self, split: Split, cfg: Config, gen: torch.Generator, key: tuple[int, ...] | None = None):
         self.split, self.batch_size = split, cfg.batch_size
         if cfg.epoch_unit == "captions":
             self.caption = torch.randperm(len(split.caption_image), generator=gen)
@@ -70,6 +78,7 @@ class EpochPlan:
             self.index, self.view = order, views[order]
         self.label = split.image_label[self.index]
         n = len(self.index)
+        self.seeds = None if key is None else row_seeds(key, n)
         self.starts = list(range(0, n - self.batch_size + 1, self.batch_size)) if n >= self.batch_size else [0]
 
     def __len__(self) -> int:
@@ -78,7 +87,14 @@ class EpochPlan:
     def batch(self, k: int) -> Batch:
         rows = slice(self.starts[k], self.starts[k] + self.batch_size)
         return Batch(self.index[rows], self.view[rows],
-                     None if self.caption is None else self.caption[rows], self.label[rows])
+                     None if self.caption is None else self.caption[rows], self.label[rows],
+                     None if self.seeds is None else self.seeds[rows])
+
+
+def row_seeds(key: tuple[int, ...], n: int) -> torch.Tensor:
+    """``n`` crop seeds (int64 >= 0) determined by ``key`` alone."""
+    words = np.random.SeedSequence([int(k) for k in key]).generate_state(2 * n, dtype=np.uint32)
+    return torch.from_numpy((words[0::2].astype(np.int64) << 31) ^ words[1::2].astype(np.int64))
 
 
 # ------------------------------------------------------------------------------ the forward
@@ -149,7 +165,9 @@ def pair_negatives(model, source: ImageSource, split: Split, batch: Batch, x: to
         rows = half + clash.nonzero().squeeze(1)
         index = other_class_images(split, anchors[clash], gen)
         x = x.clone()
-        x[rows] = source.batch(split, index, batch.view[rows])
+        # a seed apart from the replaced row's own, so the redrawn image gets a crop of its own
+        seeds = None if batch.seeds is None else batch.seeds[rows] ^ REDRAW_SALT
+        x[rows] = source.batch(split, index, batch.view[rows], seeds)
         labels_img[rows] = split.image_label[index]
     if mode == "random":
         negative = other_class_images(split, anchors, gen)
@@ -183,7 +201,8 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     captions = batch.caption if batch.caption is not None else split.draw_captions(batch.index, gen)
     labels_img = batch.label
     labels_txt = labels_img
-    x_all = source.batch(split, batch.index, batch.view)
+    x_all = batch.images if batch.images is not None else \
+        source.batch(split, batch.index, batch.view, batch.seeds)
     if paired:
         x_all, captions, labels_img, labels_txt = pair_negatives(
             model, source, split, batch, x_all, captions, labels_img, cfg, gen, device, phase.negatives)
@@ -191,7 +210,7 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     shard = shard_rows(len(batch), rank, world, paired)
     labels_img, labels_txt = labels_img[shard], labels_txt[shard]
     with _autocast(device, cfg.amp):
-        img, txt, log_img, log_txt = forward(x_all[shard].to(device), ids[shard].to(device))
+        img, txt, log_img, log_txt = forward(x_all[shard].to(device, non_blocking=True), ids[shard].to(device))
         if log_img is None:
             l_img = l_txt = torch.zeros((), device=device)
         else:

@@ -15,7 +15,7 @@ from .. import checkpoint as ckpt_io
 from ..config import default_protocol
 from ..evaluate import evaluate_corpus, metric_keys
 from ..progress import progress
-from .inputs import TrainingData, embed_split, image_source
+from .inputs import Pixels, TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
 from .recipes import phases_of
 from .rundir import RunDir, environment
@@ -52,8 +52,10 @@ class Trainer:
             # Stage II starts from the best Stage I model on validation.
             prev = ckpt_io.load(self.dir.best(self.phases[pi - 1].name))
             model.load_state_dict(prev["model"])
-        source = image_source(phase.finetune, cfg, model.backbone)
+        source = image_source(phase.finetune, cfg, model.backbone, self.device)
         source.configure(model.backbone)
+        if cfg.compile and isinstance(source, Pixels):
+            model.backbone.compile()   # in place: the state_dict keeps its keys
         instance = has_instance(phase)
         for c in model.classifiers():
             c.requires_grad_(instance)   # unused in a ranking-only phase: out of the optimiser and DDP
@@ -72,16 +74,17 @@ class Trainer:
         split = self.data.splits["train"]
         for epoch in range(start_epoch, phase.epochs):
             t0 = time.perf_counter()
-            plan = EpochPlan(split, cfg, gen)
+            plan = EpochPlan(split, cfg, gen, key=(cfg.seed, pi, epoch))
             steps = len(plan)
             sums: dict[str, float] = {}
             model.train()
             model.backbone.eval()   # BN statistics of the pretrained CNN stay fixed (SPEC 3.1 caveat)
-            for k in progress(range(steps), desc=phase.name, enable=cfg.progress):
+            batches = progress(source.batches(plan), desc=phase.name, enable=cfg.progress, total=steps)
+            for k, batch in enumerate(batches):
                 lr = set_lr(opt, lr_at(phase.lr, epoch * steps + k, phase.epochs * steps, steps,
                                        schedule=cfg.schedule, lr_steps=phase.lr_steps,
                                        warmup=round(cfg.warmup_epochs * steps)))
-                stats = train_step(forward, model, source, split, plan.batch(k), phase, cfg, gen, opt,
+                stats = train_step(forward, model, source, split, batch, phase, cfg, gen, opt,
                                    rank=self.rank, world=self.world, device=self.device,
                                    grad_norms=True)
                 for key, v in stats.items():
