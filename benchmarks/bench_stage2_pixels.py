@@ -88,6 +88,8 @@ def step_rate(source_of, split, cfg, n_vocab: int, device, steps: int) -> float:
     model = build_model(cfg, n_vocab, split.corpus.n_classes, backbone=backbone, embed_dim=50).to(device)
     if cfg.channels_last:
         model.backbone.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.backbone.compile()
     phase = phases_of(cfg, "paper")[1]
     source = source_of(model)
     source.configure(model.backbone)
@@ -118,6 +120,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed Stage II steps per path")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--data-root", help="folder holding flickr8k_224/ (default: see README)")
+    ap.add_argument("--compile", action="store_true", help="also time the new path with the backbone "
+                    "torch.compile'd (cfg.compile; the warm-up step then includes compiling)")
     args = ap.parse_args()
     cfg = preset("gpu", device=args.device, word_vectors="random", embed_dim=50, progress=False,
                  loader_workers=args.workers)
@@ -142,8 +146,11 @@ def main() -> None:
                          split, cfg, n_vocab, device, args.steps),
         "new": step_rate(lambda m: Pixels(cfg, m.backbone, -1, device), split, cfg, n_vocab, device, args.steps),
     }
+    if args.compile:
+        steps["compiled"] = step_rate(lambda m: Pixels(cfg, m.backbone, -1, device), split,
+                                      cfg.replace(compile=True), n_vocab, device, args.steps)
     for name, rate in steps.items():
-        label = "old" if name == "old" else f"new, {args.workers} workers"
+        label = {"old": "old", "new": f"new, {args.workers} workers"}.get(name, "new, compiled")
         print(f"{'stage II step':16s}{label:16s}{rate:10.0f}{rate / steps['old']:8.2f}x", flush=True)
     print(f"stage II step: {steps['new'] / steps['old']:.2f}x")
     print(f"input pipeline: {rates[args.workers] / rates['old']:.2f}x")

@@ -39,8 +39,9 @@ def test_each_official_preset_follows_spec(name):
     assert (cfg.optimizer, cfg.momentum, cfg.weight_decay, cfg.batch_size) == ("sgd", 0.9, 1e-4, 32)
     assert (cfg.lr_mult_new, cfg.lr_mult_bn, cfg.lr_mult_classifier, cfg.lr_mult_embedding) == (0.1, 0.2, 0.01, 1e-3)
     assert (cfg.margin, cfg.n_candidates, cfg.rank_features, cfg.epoch_unit) == (1.0, 256, "act", "images")
-    # Stage I sees a fresh crop and flip every epoch (decoded images), as the official code does
-    assert cfg.train_images == "pixels"
+    # Stage I sees a fresh crop and flip every epoch (decoded images), as the official code does,
+    # read by loader workers beside the step
+    assert cfg.train_images == "pixels" and cfg.loader_workers > 0
     assert (cfg.image_input_dropout, cfg.text_input_dropout, cfg.classifier_scale) == (0.0, 0.0, 0.0)
 
 
