@@ -193,6 +193,17 @@ def test_aggregate_of_an_empty_folder_is_an_empty_table(tmp_path):
     assert aggregate(tmp_path).empty and (tmp_path / "results.csv").is_file()
 
 
+def test_aggregated_metrics_carry_no_float_noise(tmp_path):
+    run = tmp_path / "arm" / "seed0"
+    run.mkdir(parents=True)
+    (run / DONE).write_text(json.dumps({"grid": "g", "arm": "arm", "seed": 0, "status": "done",
+                                        "metrics": {"rsum": 234.90000000000003, "i2t_r1": 1.0999999999999999,
+                                                    "stage1.rsum": 6.0}}))
+    aggregate(tmp_path)
+    text = (tmp_path / "results.csv").read_text()
+    assert "234.9," in text and "1.1," in text and "0000000" not in text and "9999999" not in text
+
+
 @pytest.mark.parametrize("change, key, message", [
     ({"epochs": 3}, "epochs", "unknown key"),
     ({"arms": [{"name": "a", "parms": {}}]}, "arms[0].parms", "unknown key"),

@@ -64,6 +64,7 @@ import pandas as pd
 import yaml
 
 from dualpath.errors import ConfigError, DualPathError
+from dualpath.evaluate import round_metrics
 from dualpath.io import atomic_path, write_json_atomic, write_text_atomic
 
 from .notebook_run import notebook_parameters, run_notebook
@@ -661,7 +662,8 @@ def _row(record: dict[str, Any], run_dir: Path, grid_dir: Path) -> dict[str, Any
     row["run_dir"] = run_dir.relative_to(grid_dir).as_posix()
     for name, value in record.get("params", {}).items():
         row[f"param_{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    for name, value in record.get("metrics", {}).items():
+    # rounded to what a recall carries: no float noise of sums (234.90000000000003) in the tables
+    for name, value in round_metrics(record.get("metrics", {})).items():
         row[f"metric_{name}" if name in row or name.startswith("param_") else name] = value
     return row
 
