@@ -8,10 +8,13 @@ Rows (each timed after an untimed warm-up pass of the same kind):
     new, 0 workers the loader in this process (uint8 batches, normalised by the model's device)
     new, W workers the loader with W worker processes (``--workers``, default: the CPU count, at most 8)
   stage II step    the same plus forward, backward and the SGD step of the gpu preset's Stage II
-                   (whole backbone trained, mined negatives, 2 : 1 : 0.1), old path against W workers
+                   (whole backbone trained, mined negatives, 2 : 1 : 0.1), old path against the
+                   loader with 0 and with W workers
 
-The model work is identical in both step rows (same weights, same batches, same seeds), so their
+The model work is identical in the step rows (same weights, same batches, same seeds), so their
 ratio is the input pipeline's share of a step: on a CPU the model dominates, on a GPU the input.
+On a CPU, worker processes take cores from the step's own threads: there the loader belongs in
+the training process (``loader_workers=0``, still the faster uint8 path), on a GPU machine in workers.
 On CUDA the step runs in bf16 autocast with channels-last convolutions, as the preset does.
 
     python benchmarks/bench_stage2_pixels.py                     # CPU: 256 images, a few minutes
@@ -141,18 +144,21 @@ def main() -> None:
     for name, rate in rates.items():
         label = "old" if name == "old" else f"new, {name} workers"
         print(f"{'input pipeline':16s}{label:16s}{rate:10.0f}{rate / rates['old']:8.2f}x", flush=True)
-    steps = {
-        "old": step_rate(lambda m: OldPixels(old.Pixels(cfg, m.backbone, -1), cfg, m.backbone, device),
-                         split, cfg, n_vocab, device, args.steps),
-        "new": step_rate(lambda m: Pixels(cfg, m.backbone, -1, device), split, cfg, n_vocab, device, args.steps),
-    }
+    steps = {"old": step_rate(lambda m: OldPixels(old.Pixels(cfg, m.backbone, -1), cfg, m.backbone, device),
+                              split, cfg, n_vocab, device, args.steps)}
+    for workers in (0, args.workers):
+        new = cfg.replace(loader_workers=workers)
+        steps[workers] = step_rate(lambda m: Pixels(new, m.backbone, -1, device), split, new, n_vocab,
+                                   device, args.steps)
     if args.compile:
-        steps["compiled"] = step_rate(lambda m: Pixels(cfg, m.backbone, -1, device), split,
-                                      cfg.replace(compile=True), n_vocab, device, args.steps)
+        compiled = cfg.replace(compile=True)
+        steps["compiled"] = step_rate(lambda m: Pixels(compiled, m.backbone, -1, device), split,
+                                      compiled, n_vocab, device, args.steps)
     for name, rate in steps.items():
-        label = {"old": "old", "new": f"new, {args.workers} workers"}.get(name, "new, compiled")
-        print(f"{'stage II step':16s}{label:16s}{rate:10.0f}{rate / steps['old']:8.2f}x", flush=True)
-    print(f"stage II step: {steps['new'] / steps['old']:.2f}x")
+        label = {"old": "old", "compiled": f"new, {args.workers} w, compiled"}.get(name, f"new, {name} workers")
+        print(f"{'stage II step':16s}{label:16s}{rate:10.1f}{rate / steps['old']:8.2f}x", flush=True)
+    print(f"stage II step: {steps[0] / steps['old']:.2f}x with the loader in this process, "
+          f"{steps[args.workers] / steps['old']:.2f}x with {args.workers} workers")
     print(f"input pipeline: {rates[args.workers] / rates['old']:.2f}x")
 
 
