@@ -214,6 +214,22 @@ def verdict(table: pd.DataFrame, key: str, metric: str = "rsum") -> str:
             f"this {outcome}.")
 
 
+def seed_spread_sentence(central: pd.DataFrame | None = None) -> str:
+    """The book recipe's test numbers over the seeds of the central sweep (its ``loss-paper`` arm,
+    the ``cpu`` preset), mean ± std, with the machine they came from."""
+    central = load(CENTRAL_CSV, missing_ok=True) if central is None else central
+    book = central[central.arm == CENTRAL.better] if "arm" in central else central
+    if len(book) < 2:
+        return ("The three-seed numbers of the book's `cpu` recipe (`make central`, "
+                "`book/tables/central.csv`) are not measured yet.")
+    def stat(key: str) -> str:
+        return f"{book[key].mean():.1f} ± {book[key].std(ddof=1):.1f}"
+    machine = str(book["machine"].iloc[0]).replace(" | ", ", ") if "machine" in book else "the machine in the table"
+    return (f"Over {len(book)} seeds of the book's `cpu` recipe (`make central`, one torch thread each, "
+            f"on {machine}): test R-sum {stat('rsum')}, image->text R@1 {stat('i2t_r1')}, text->image "
+            f"R@1 {stat('t2i_r1')} (mean ± std).")
+
+
 def budget_sentence() -> str:
     """How long each arm trains, against the paper and the book's own run (from the presets)."""
     from dualpath.config import preset

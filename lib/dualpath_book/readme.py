@@ -45,18 +45,8 @@ def results_markdown() -> str:
             f"and a Stage II epoch about {r.stage2_epoch_s:.0f} s. Test (Flickr8k 1K, seed 0, one run): "
             f"Stage I R-sum {r.stage1_test_rsum:.1f} (validation {r.stage1_val_rsum:.1f}, text-branch train "
             f"accuracy {r.stage1_text_acc:.2f}); Stage II R-sum {r.test_rsum:.1f} ({_recalls(test)}).")
-    central = ablation_report.load(ablation_report.CENTRAL_CSV, missing_ok=True)
-    book = central[central.arm == "loss-paper"]
-    if len(book) >= 2:
-        stats = {k: (book[k].mean(), book[k].std(ddof=1)) for k in ("rsum", *RECALL_KEYS) if k in book}
-        machine = str(book["machine"].iloc[0]).replace(" | ", ", ") if "machine" in book else "the machine in the table"
-        lines.append(
-            f"Over {len(book)} seeds of the same recipe (`make central`, one torch thread each, on "
-            f"{machine}): test R-sum {stats['rsum'][0]:.1f} ± {stats['rsum'][1]:.1f} (mean ± std); "
-            "the loss comparison at this budget is on the book's loss ablation page.")
-    else:
-        lines.append("The three-seed numbers of this recipe (`make central`, `book/tables/central.csv`) "
-                     "are not measured yet.")
+    lines.append(ablation_report.seed_spread_sentence() + " The loss comparison at this budget is on "
+                 "the book's loss ablation page.")
     base = pd.read_csv(TABLES_DIR / "baselines.csv")
     vse = base.iloc[0]
     lines.append(f"For scale, {vse.method} ({vse.training}) trained on {vse.features} scores R-sum "
