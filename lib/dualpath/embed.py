@@ -92,4 +92,3 @@ def image_embeddings_from_pixels(backbone: torch.nn.Module, image_head: torch.nn
                 feats = feats + image_head(backbone(x))["feat"].float().cpu()
             out.append(feats)
     return F.normalize(torch.cat(out), dim=1) if out else torch.zeros(0, 0)
-

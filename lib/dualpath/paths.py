@@ -3,7 +3,8 @@
 Order: an explicit argument, then the ``DUALPATH_DATA`` environment variable, then
 ``data/`` inside the repository, then ``shared/data`` beside the checkout, then
 ``~/.cache/dualpath/data`` (where ``python -m dualpath.data fetch flickr8k`` puts Flickr8k
-when ``DUALPATH_DATA`` is unset). The first of these folders that exists is the data root.
+when ``DUALPATH_DATA`` is unset). ``find_data_root`` returns the first of these that exists;
+``load_corpus`` looks for a dataset's folder in each existing one in turn.
 """
 from __future__ import annotations
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dualpath.paths import IN_CHECKOUT
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOOK_DIR = REPO_ROOT / "book"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-IN_REPOSITORY = (REPO_ROOT / "pyproject.toml").is_file()
 PACKAGED = Path(__file__).resolve().parent / "resources"   # the wheel's copy of book/tables and grids
-GRIDS_DIR = REPO_ROOT / "grids" if IN_REPOSITORY else PACKAGED / "grids"
-TABLES_DIR = BOOK_DIR / "tables" if IN_REPOSITORY else PACKAGED / "tables"
+GRIDS_DIR = REPO_ROOT / "grids" if IN_CHECKOUT else PACKAGED / "grids"
+TABLES_DIR = BOOK_DIR / "tables" if IN_CHECKOUT else PACKAGED / "tables"
 GENERATED_DIR = BOOK_DIR / "generated"

@@ -275,6 +275,7 @@ class Pixels(ImageSource):
         self.workers, self.channels_last = cfg.loader_workers, cfg.channels_last
         self.pin = device is not None and torch.device(device).type == "cuda"
         self._loader = None
+        self._dataset = None      # (split, its AugmentedImages)
         self._plan = _PlanBatches()
 
     def configure(self, backbone) -> None:
@@ -287,13 +288,19 @@ class Pixels(ImageSource):
     def batch(self, split, index, view, seeds=None):
         if seeds is None:   # a batch outside an epoch plan (tests, tools): seeds from torch's RNG
             seeds = torch.randint(2 ** 62, (len(index),))
-        crops = AugmentedImages(split.corpus.image_paths(), self.image_size)
+        crops = self._crops(split)
         return torch.stack([crops[(int(i), int(s))] for i, s in zip(index, seeds)])
+
+    def _crops(self, split) -> AugmentedImages:
+        """The split's training crops (one dataset per split: its path list is built once)."""
+        if self._dataset is None or self._dataset[0] is not split:
+            self._dataset = (split, AugmentedImages(split.corpus.image_paths(), self.image_size))
+        return self._dataset[1]
 
     def batches(self, plan):
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                AugmentedImages(plan.split.corpus.image_paths(), self.image_size),
+                self._crops(plan.split),
                 batch_sampler=self._plan, num_workers=self.workers, pin_memory=self.pin,
                 persistent_workers=self.workers > 0, prefetch_factor=4 if self.workers else None,
                 # the loader draws its workers' base seed from this, not from torch's global RNG
