@@ -23,6 +23,8 @@ train: venv                  ## the book's training run alone: features + Stage 
 
 # e.g. make book PARAMS="-p stage2_epochs 10": only the notebooks that depend on it rerun
 PARAMS ?=
+# runs a sweep trains side by side, each on cores / SWEEP_JOBS torch threads (benchmarks/bench_sweep_jobs.py measures which is faster)
+SWEEP_JOBS ?= 2
 
 pipeline: venv               ## execute notebooks/ in order with papermill, keeping each executed copy
 	$(PY) -m dualpath_book.pipeline $(PARAMS)
@@ -44,9 +46,10 @@ test: venv                   ## the test suite (CI runs this)
 	@bash scripts/browser.sh
 	$(PY) -m pytest -q -ra
 
-ablations: venv             ## the ablation sweep (about two hours on 2 cores; measured: the first 46 of its 48 runs in about 2 h) -> book/tables/ablations.csv
-	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs 2
+ablations: central          ## the ablation sweep at half the book's budget (grids/ablations.yaml, about ten hours on 2 cores, resumable) -> book/tables/ablations*
+	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs $(SWEEP_JOBS)
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
+	$(PY) -m dualpath_book.ablation_report runs/sweeps/ablations --out book/tables/ablations_ranks.npz
 
 central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
 	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2

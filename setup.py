@@ -10,16 +10,16 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-RESOURCES = {"tables": ("book/tables", "*.csv"), "grids": ("grids", "*.yaml")}
+RESOURCES = {"tables": ("book/tables", ("*.csv", "*.npz")), "grids": ("grids", ("*.yaml",))}
 
 
 class BuildWithResources(build_py):
     def run(self):
         super().run()
-        for name, (folder, pattern) in RESOURCES.items():
+        for name, (folder, patterns) in RESOURCES.items():
             target = Path(self.build_lib) / "dualpath_book" / "resources" / name
             target.mkdir(parents=True, exist_ok=True)
-            for path in sorted((HERE / folder).glob(pattern)):
+            for path in sorted(p for pattern in patterns for p in (HERE / folder).glob(pattern)):
                 self.copy_file(str(path), str(target / path.name))
 
 

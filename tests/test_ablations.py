@@ -23,24 +23,53 @@ ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "grids"
 
 
-@pytest.mark.parametrize("name", ["ablations", "smoke"])
+@pytest.mark.parametrize("name", ["ablations", "ablations_short", "central", "smoke"])
 def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
     grid = load_grid(GRIDS / f"{name}.yaml")
     assert grid.arms and all(a.notebook == ROOT / "notebooks" / "sweeps" / "train_arm.ipynb" for a in grid.arms)
     for arm in grid.arms:
         p = arm.params
         assert p.get("recipe", "paper") in RECIPES, arm.name
-        cfg = arm_config(p.get("preset", "ablation"), p.get("overrides"), smoke=p.get("smoke", False))
+        cfg = arm_config(p.get("preset", "cpu-half"), p.get("overrides"), smoke=p.get("smoke", False))
         assert cfg.seed == 0
-    if name == "ablations":
+    if name != "smoke":
         assert len(grid.seeds) >= 3
+
+
+def test_each_arm_changes_one_thing_from_the_reference_and_sharing_arms_can_share():
+    """Factcheck rows 13-16: the reference arm is the book recipe at this budget, the random word
+    vectors keep GloVe's width, and every arm that starts from the reference's Stage I could."""
+    from dualpath.train.share import first_phase_differences
+
+    grid = {a.name: a for a in load_grid(GRIDS / "ablations.yaml").arms}
+    ref = arm_config("cpu-half")
+    assert grid[ar.REFERENCE].params == {"preset": "cpu-half", "recipe": "paper"}
+    for name, arm in grid.items():
+        p = arm.params
+        if arm.same_as or p.get("preset", "cpu-half") != "cpu-half":
+            continue
+        cfg = arm_config(p["preset"], p.get("overrides"))
+        changed = {k for k, v in cfg.to_dict().items() if v != ref.to_dict()[k]}
+        assert changed <= set(p.get("overrides") or {}), name   # nothing but what the arm names
+        assert changed or p.get("recipe", "paper") != "paper" or name == ar.REFERENCE, name
+        if p.get("stage1_from"):
+            assert p["stage1_from"] == f"@{ar.REFERENCE}"
+            assert first_phase_differences((ref, "paper"), (cfg, p.get("recipe", "paper"))) == [], name
+    random = arm_config("cpu-half", grid["wordvec-random"].params["overrides"])
+    assert random.embed_dim == 50 and random.word_vectors == "random"
+    # the budget curve's half is the loss arms, its whole the central sweep's runs
+    assert {grid[a].same_as for r in ar.BUDGET.arms.values() for p, a in r.items() if p != 25} == {
+        "loss-paper", "loss-ranking", "loss-both", "central/loss-paper", "central/loss-ranking", "central/loss-both"}
 
 
 def test_the_chapter_covers_exactly_the_arms_of_the_grid():
     """The families are read from the grid file itself; every arm it runs is on some page."""
     grid_arms = {a.name for a in load_grid(GRIDS / "ablations.yaml").arms}
     chapter_arms = {arm for fam in ar.FAMILIES for arm in fam.arms}
-    assert chapter_arms == grid_arms
+    budget_arms = {arm for points in ar.BUDGET.arms.values() for arm in points.values()}
+    assert chapter_arms | budget_arms == grid_arms
+    assert {arm for fam in ar.SHORT_FAMILIES for arm in fam.arms} == {
+        a.name for a in load_grid(GRIDS / "ablations_short.yaml").arms}
     assert set(ar.CENTRAL.arms) == {a.name for a in load_grid(GRIDS / "central.yaml").arms}
     for fam in ar.FAMILIES:
         assert len(fam.arms) == len(fam.labels) and {fam.better, fam.worse} <= set(fam.arms)
@@ -72,48 +101,59 @@ def test_family_table_and_verdict_are_computed_from_the_seeds():
                 ("negatives-sum", 0, 4.0), ("negatives-sum", 1, 5.0), ("negatives-sum", 2, 6.0)])
     table = ar.family_table(t, "negatives")
     assert list(table.index) == list(ar.FAMILY["negatives"].labels)
-    assert table.iloc[0]["rsum"] == "12.0 ± 2.0" and table.iloc[2]["rsum"] == "5.0 ± 1.0"
-    assert table.iloc[0]["rsum seed 1"] == 12.0 and table["seeds"].tolist() == [3, 3, 3]
-    sentence = ar.verdict(t, "negatives")   # 12 - 5 = 7 > max std 2: agrees
-    assert "+7.0" in sentence and "agrees with the paper" in sentence
+    labels = dict(zip(ar.FAMILY["negatives"].arms, ar.FAMILY["negatives"].labels))
+    assert table.loc[labels["negatives-paper"], "rsum"] == "12.0 ± 2.0"
+    assert table.loc[labels["negatives-sum"], "rsum"] == "5.0 ± 1.0"
+    assert table.loc[labels["negatives-paper"], "rsum seed 1"] == 12.0
+    assert table["seeds"].tolist() == [3, 3, 0, 3]   # negatives-random has not run
+    fam = ar.Family("n", "negatives", ("negatives-paper", "negatives-sum"), ("mined", "sum"), "mining helps",
+                    "negatives-paper", "negatives-sum", claimed_by="code")
+    sentence = ar.verdict(t, fam)   # 12 - 5 = 7 > max std 2: agrees
+    assert "+7.0" in sentence and "agrees with the official code's design" in sentence
+    assert "ahead on 3 of 3 seeds" in sentence and sentence.startswith("The official code's design assumes")
     t.loc[t["arm"] == "negatives-sum", "rsum"] += 8.0      # 12 vs 13: inside the spread
-    assert "within the seed spread" in ar.verdict(t, "negatives")
+    assert "within the seed spread" in ar.verdict(t, fam)
+    assert "ahead on 0 of 3 seeds" in ar.verdict(t, fam)   # the paired view: 10-12, 12-13, 14-14
     t.loc[t["arm"] == "negatives-sum", "rsum"] += 10.0     # 12 vs 23: the other way
-    assert "contradicts the paper" in ar.verdict(t, "negatives")
+    assert "contradicts the official code's design" in ar.verdict(t, fam)
 
 
 def test_report_names_what_is_missing(tmp_path):
     with pytest.raises(DataError, match="make ablations"):
         ar.load(tmp_path / "absent.csv")
-    # an interrupted sweep: loss-joint never ran, loss-ranking has two seeds
-    t = _table([("loss-paper", s, 5.0 + s) for s in range(3)] + [("loss-ranking", s, 9.0) for s in range(2)]
-               + [("loss-instance", s, 1.0) for s in range(3)])
+    # an interrupted sweep: loss-both never ran, loss-ranking has two seeds
+    t = _table([("loss-paper", s, 5.0 + s) for s in range(3)] + [("loss-ranking", s, 9.0) for s in range(2)])
     table = ar.family_table(t, "loss")
-    assert table.loc["both from the start", "rsum"] == "–" and table.loc["both from the start", "seeds"] == 0
-    assert table.loc["ranking only", "seeds"] == 2
-    assert ar.incomplete_arms(t, "loss") == ["loss-ranking", "loss-joint"]
+    labels = dict(zip(ar.FAMILY["loss"].arms, ar.FAMILY["loss"].labels))
+    assert table.loc[labels["loss-both"], "rsum"] == "–" and table.loc[labels["loss-both"], "seeds"] == 0
+    assert table.loc[labels["loss-ranking"], "seeds"] == 2
+    assert ar.incomplete_arms(t, "loss") == ["loss-ranking", "loss-both"]
     sentence = ar.verdict(t, "loss")
     assert "Not measured yet" in sentence and "loss-ranking" in sentence and "R-sum" not in sentence
     ar.family_plot(t, "loss")
     ar.family_plot(t.iloc[:0], "loss")   # nothing finished: still a figure
 
 
-def test_the_committed_results_come_from_the_runner():
-    path = ar.ABLATIONS_CSV
-    if not path.is_file():
-        pytest.skip("book/tables/ablations.csv not produced yet (make ablations)")
-    raw = pd.read_csv(path)
+@pytest.mark.parametrize("csv, grid_file, families", [
+    (ar.ABLATIONS_CSV, "ablations.yaml", ar.FAMILIES),
+    # run when its grid was grids/ablations.yaml, named `ablations`
+    (ar.SHORT_CSV, "ablations_short.yaml", ar.SHORT_FAMILIES),
+])
+def test_the_committed_results_come_from_the_runner(csv, grid_file, families):
+    if not csv.is_file():
+        pytest.skip(f"{csv.name} not produced yet (make ablations)")
+    raw = pd.read_csv(csv)
     assert (raw["status"] == "done").all(), raw.loc[raw["status"] != "done", ["arm", "seed", "error"]]
-    grid = load_grid(GRIDS / "ablations.yaml")
+    grid = load_grid(GRIDS / grid_file)
     assert set(raw["arm"]) <= {a.name for a in grid.arms}
     assert set(raw["seed"]) <= set(grid.seeds)
-    assert raw["command"].str.contains("grids/ablations.yaml").all()
+    assert raw["command"].str.contains("grids/ablations.yaml|grids/central.yaml").all()
     assert raw["commit"].notna().all() and not raw["commit"].str.endswith("-dirty").any()
     # an arm with fewer than three seeds is shown, but no claim is decided on it
-    table = ar.load(path)
-    for fam in ar.FAMILIES:
-        decided = "Not measured yet" not in ar.verdict(table, fam.key)
-        assert decided == (not set(ar.incomplete_arms(table, fam.key)) & {fam.better, fam.worse}), fam.key
+    table = ar.load(csv)
+    for fam in families:
+        decided = "Not measured yet" not in ar.verdict(table, fam)
+        assert decided == (not set(ar.incomplete_arms(table, fam)) & {fam.better, fam.worse}), fam.key
 
 
 def test_smoke_grid_killed_mid_sweep_resumes_without_redoing_finished_runs(tmp_path):
@@ -153,12 +193,13 @@ def test_smoke_grid_killed_mid_sweep_resumes_without_redoing_finished_runs(tmp_p
 
 
 def test_phase_table_compares_the_losses_after_equal_epochs():
-    rows = [(a, s, 10.0 + s) for a in ar.FAMILY["loss"].arms for s in range(3)]
+    fam = ar.SHORT_FAMILIES[0]   # the first sweep's losses, with Stage I alone among them
+    rows = [(a, s, 10.0 + s) for a in fam.arms for s in range(3)]
     t = _table(rows)
     t["stage1.rsum"] = t["rsum"] - 4.0
     t["stage2.rsum"] = t["rsum"]
     t.loc[t["arm"] == "loss-instance", "stage2.rsum"] = float("nan")   # Stage I alone
-    phases = ar.phase_table(t, "loss")
+    phases = ar.phase_table(t, fam)
     assert phases.loc["ranking only", "after phase 1"] == "7.0 ± 1.0"
     assert phases.loc["ranking only", "after phase 2"] == "11.0 ± 1.0"
     assert phases.loc["instance only (Stage I)", "after phase 2"] == "–"
@@ -167,6 +208,75 @@ def test_phase_table_compares_the_losses_after_equal_epochs():
 def test_budget_sentence_follows_the_presets():
     from dualpath.config import preset
     text = ar.budget_sentence()
-    short, book = preset("ablation"), preset("cpu")
-    assert f"{short.stage1_epochs} + {short.stage2_epochs} epochs" in text
-    assert f"trains {book.stage1_epochs} + {book.stage2_epochs} epochs over the training captions" in text
+    half, book = preset("cpu-half"), preset("cpu")
+    assert f"trains {half.stage1_epochs} + {half.stage2_epochs} epochs over the training captions" in text
+    assert f"({book.stage1_epochs} + {book.stage2_epochs})" in text
+
+
+def _ranks(hits: dict[str, list[int]], images: int = 40) -> dict:
+    """Ranks of two captions per image; ``hits[key]`` = the rank of every query of that run."""
+    import numpy as np
+
+    out = {"caption_image": np.repeat(np.arange(images), 2).astype(np.int32)}
+    for key, rank in hits.items():
+        out[f"{key}/i2t"] = np.full(images, rank[0], dtype=np.uint8)
+        out[f"{key}/t2i"] = np.full(2 * images, rank[1], dtype=np.uint8)
+    return out
+
+
+def test_the_bootstrap_interval_is_of_the_paired_difference_over_test_queries():
+    import numpy as np
+
+    # b finds every query at rank 0 (R-sum 600), w at rank 7 (only R@10: 200): +400 whatever is drawn
+    ranks = _ranks({"b/seed0": [0, 0], "w/seed0": [7, 7]})
+    mean, lo, hi = ar.bootstrap_difference(ranks, "b", "w", [0], n_boot=200)
+    assert mean == lo == hi == 400.0
+    # half the images found at once, half never: the interval widens around the full-set value
+    rng = np.random.default_rng(1)
+    ranks["m/seed0/i2t"] = rng.choice([0, 10], 40).astype(np.uint8)
+    ranks["m/seed0/t2i"] = np.repeat(ranks["m/seed0/i2t"], 2)
+    mean, lo, hi = ar.bootstrap_difference(ranks, "b", "m", [0], n_boot=500)
+    full = 600.0 - 600.0 * float((ranks["m/seed0/i2t"] == 0).mean())
+    assert mean == pytest.approx(full) and lo < full < hi and hi - lo > 50
+
+
+def test_collected_ranks_follow_same_as_records_and_cap_at_ten(tmp_path):
+    import numpy as np
+
+    run = tmp_path / "g" / "a" / "seed0"
+    run.mkdir(parents=True)
+    np.savez(run / "test_ranks.npz", i2t=np.array([0, 30], dtype=np.int32), t2i=np.array([1, 2, 300, 4], dtype=np.int32),
+             caption_image=np.array([0, 0, 1, 1], dtype=np.int32))
+    (run / DONE).write_text(json.dumps({"status": "done"}))
+    alias = tmp_path / "g" / "b" / "seed0"
+    alias.mkdir(parents=True)
+    (alias / DONE).write_text(json.dumps({"status": "done", "same_as": "g/a/seed0", "run_dir": str(run)}))
+    assert ar.collect_ranks(tmp_path / "g", tmp_path / "r.npz") == 2
+    ranks = ar.load_ranks(tmp_path / "r.npz")
+    assert ranks["a/seed0/t2i"].tolist() == [1, 2, 10, 4] and ranks["b/seed0/i2t"].tolist() == [0, 10]
+
+
+def test_budget_and_length_views_read_the_arms_of_the_grid():
+    rows = []
+    for recipe, points in ar.BUDGET.arms.items():
+        for percent, arm in points.items():
+            rows += [(arm, s, percent + (recipe == "paper") * 10.0 + s) for s in range(3)]
+    t = _table(rows)
+    table = ar.budget_table(t)
+    assert table.loc[ar.BUDGET.labels["paper"], "50% of the cpu run"] == "61.0 ± 1.0 (3)"
+    assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu run"] == "101.0 ± 1.0 (3)"
+    ar.budget_plot(t)
+    ar.budget_plot(t.iloc[:0])
+    assert [ar.stage1_epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [0, 1, 3, 6]
+    ar.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
+    ar.length_plot(t.iloc[:0])
+
+
+def test_the_reference_check_compares_validation_with_the_book_run(tmp_path):
+    book = pd.read_csv(ar.BOOK_RUNS_CSV).iloc[-1]["stage2_val_rsum"]
+    t = _table([(ar.REFERENCE, s, 1.0) for s in range(3)])
+    assert "not measured yet" in ar.reference_check(t)
+    t["val_rsum"] = [book, book, 0.5 * book]
+    assert "not every seed is past it" in ar.reference_check(t)
+    t["val_rsum"] = book * 0.9
+    assert "every seed is past it" in ar.reference_check(t)

@@ -6,7 +6,10 @@ directory: one flat JSON object the sweep aggregates into its CSV.
 
 Besides the recipe's own test metrics (the config's ``test_shift``), every arm is also tested
 with each test-time offset policy of :data:`TEST_POLICIES` on the same checkpoint, so the
-"test-time position shift" ablation needs no training runs of its own.
+"test-time position shift" ablation needs no training runs of its own. The rank of every test
+query's first match (both directions, the final phase, the config's policy) goes to
+:data:`TEST_RANKS`, from which the chapter's paired bootstrap is computed; the best validation
+R-sum of each phase goes into the metrics (``<phase>.val_rsum``, and ``val_rsum`` of the last).
 """
 from __future__ import annotations
 
@@ -15,13 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from dualpath.config import TEST_SHIFT_POLICIES, Config, preset as make_preset
-from dualpath.errors import ConfigError
-from dualpath.evaluate import evaluate_corpus, metric_keys
-from dualpath.io import write_json_atomic
+from dualpath.errors import ConfigError, DataError
+from dualpath.evaluate import evaluate_corpus, metric_keys, retrieval_ranks, summarise_ranks
+from dualpath.io import atomic_path, write_json_atomic
 from .layout import REPO_ROOT
 
 ARM_METRICS = "arm_metrics.json"
+TEST_RANKS = "test_ranks.npz"   # per test query: 0-based rank of its first match, i2t and t2i
 TEST_POLICIES = TEST_SHIFT_POLICIES
 REPORTED = metric_keys("medr")
 
@@ -39,14 +45,20 @@ def arm_config(preset: str = "ablation", overrides: dict | None = None, *, seed:
 def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str = "ablation",
             seed: int = 0, run_dir: str | Path, data_root=None, smoke: bool = False,
             device: str = "auto", test_policies: tuple[str, ...] | list[str] = TEST_POLICIES,
-            log=print) -> dict[str, Any]:
+            stage1_from: str | Path | None = None, log=print) -> dict[str, Any]:
     """Train ``recipe`` with ``overrides`` into ``run_dir``; write and return the flat metrics.
 
+    ``stage1_from``: the run folder of an arm whose Stage I this one shares by construction (it
+    changes only what Stage II reads); this run starts where that one ended Stage I
+    (:mod:`dualpath.train.share`) instead of training it again.
+
     Keys: the final phase's test metrics (``rsum``, ``i2t_r1`` ...), each phase's as
-    ``<phase>.<metric>``, ``rsum_shift_<policy>`` for each test-time offset policy, ``recipe``
-    and ``train_s`` (seconds of this call).
+    ``<phase>.<metric>``, the best validation R-sum of each phase as ``<phase>.val_rsum`` (the
+    last phase's also as ``val_rsum``), ``rsum_shift_<policy>`` for each test-time offset policy,
+    ``recipe``, ``stage1_from`` (when given) and ``train_s`` (seconds of this call).
     """
-    from dualpath.train import open_run, train   # the package's heavy import, kept out of `import dualpath`
+    from dualpath.train import RunDir, open_run, train   # the package's heavy import, kept out of `import dualpath`
+    from dualpath.train.share import start_from_first_phase
 
     unknown = [p for p in test_policies if p not in TEST_SHIFT_POLICIES]
     if unknown:
@@ -55,23 +67,65 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
     run_dir = run_dir if run_dir.is_absolute() else REPO_ROOT / run_dir
     cfg = arm_config(preset, overrides, seed=seed, smoke=smoke, device=device)
     t0 = time.perf_counter()
+    if stage1_from is not None:
+        start_from_first_phase(stage1_from, RunDir(run_dir, cfg, recipe), log=log)
     metrics = train(cfg, run_dir, recipe=recipe, data_root=data_root, log=log)
     flat: dict[str, Any] = {"recipe": recipe}
+    if stage1_from is not None:
+        source = Path(stage1_from)
+        flat["stage1_from"] = f"{source.parent.name}/{source.name}"   # <arm>/seed<k>, not a machine path
     phases = [k for k in metrics if k != "final"]
     flat.update({k: metrics["final"][k] for k in REPORTED})
     for phase in phases:
         flat.update({f"{phase}.{k}": metrics[phase][k] for k in REPORTED if k in metrics[phase]})
-    if test_policies:
-        run = open_run(run_dir, data_root, log=log)   # features come from the cache
-        last = run.phases[-1].name
-        run.load_best(last)
-        for policy in test_policies:
-            if policy == cfg.test_shift:   # the recipe's own test already measured it
-                flat[f"rsum_shift_{policy}"] = flat["rsum"]
-                continue
-            img, txt = run.embed("test", last, policy)
-            flat[f"rsum_shift_{policy}"] = round(evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"], 2)
+    flat.update(best_validation(run_dir / "log.csv", phases))
+    run = open_run(run_dir, data_root, log=log)   # features come from the cache
+    last = run.phases[-1].name
+    run.load_best(last)
+    save_test_ranks(run, last, run_dir / TEST_RANKS, flat["rsum"])
+    for policy in test_policies:
+        if policy == cfg.test_shift:   # the recipe's own test already measured it
+            flat[f"rsum_shift_{policy}"] = flat["rsum"]
+            continue
+        img, txt = run.embed("test", last, policy)
+        flat[f"rsum_shift_{policy}"] = round(evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"], 2)
     flat["train_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(run_dir / ARM_METRICS, flat)
     log(f"arm {recipe} {json.dumps({k: flat[k] for k in ('rsum', 'i2t_r1', 't2i_r1')})}")
     return flat
+
+
+def best_validation(log_csv: Path, phases: list[str]) -> dict[str, float]:
+    """``<phase>.val_rsum``: the best validation R-sum of each phase (what picked its checkpoint),
+    and ``val_rsum``, the last phase's."""
+    log = pd.read_csv(log_csv)
+    out = {f"{p}.val_rsum": round(float(log.loc[log["phase"] == p, "val_rsum"].max()), 2) for p in phases}
+    out["val_rsum"] = out[f"{phases[-1]}.val_rsum"]
+    return out
+
+
+def save_test_ranks(run, phase: str, path: Path, rsum: float) -> None:
+    """The 0-based rank of each test query's first match (images, then captions), for paired
+    bootstraps over queries; checked against the R-sum the run reported for the same checkpoint."""
+    import numpy as np
+
+    if run.cfg.protocol != "1k":
+        raise ConfigError(f"per-query ranks are kept for the 1k protocol only, not {run.cfg.protocol!r}")
+    img, txt = run.embed("test", phase)
+    ranks = retrieval_ranks(img, txt, run.test_corpus.caption_image)
+    again = summarise_ranks(ranks)["rsum"]
+    if abs(again - rsum) > 0.011:
+        raise DataError(f"{path.parent}: the test ranks give R-sum {again:.2f}, the run reported {rsum:.2f}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, i2t=ranks["i2t"].rank0.astype(np.int32), t2i=ranks["t2i"].rank0.astype(np.int32),
+                                caption_image=np.asarray(run.test_corpus.caption_image, dtype=np.int32))
+
+
+def load_test_ranks(path: str | Path) -> dict[str, Any]:
+    """``{'i2t': ranks, 't2i': ranks, 'caption_image': image of each caption}`` as
+    :func:`save_test_ranks` wrote them."""
+    import numpy as np
+
+    with np.load(path) as f:
+        return {d: f[d] for d in ("i2t", "t2i", "caption_image")}

@@ -105,8 +105,8 @@ def sources_digest() -> str:
               (sorted((PACKAGE_DIR / name).rglob("*.py")) if (PACKAGE_DIR / name).is_dir() else [PACKAGE_DIR / name])
               if "__pycache__" not in p.parts]
     book = _digest_files(kernel, PACKAGE_DIR.parent)
-    tables = _digest_files([p for p in TABLES_DIR.glob("*.csv") if p.name not in PROSE_TABLES],
-                           TABLES_DIR) if TABLES_DIR.is_dir() else ""
+    tables = _digest_files([p for pattern in ("*.csv", "*.npz") for p in TABLES_DIR.glob(pattern)
+                            if p.name not in PROSE_TABLES], TABLES_DIR) if TABLES_DIR.is_dir() else ""
     grids = _digest_files(list(GRIDS_DIR.glob("*.yaml")), GRIDS_DIR) if GRIDS_DIR.is_dir() else ""   # the chapter's families
     return hashlib.sha256(f"{code}:{book}:{tables}:{grids}".encode()).hexdigest()
 
@@ -124,7 +124,7 @@ def run_state(run_dir: Path) -> dict[str, str | None]:
 #:   ``run``    (default) every parameter, the config, the run directory and the run's current state;
 #:   ``data``   only the parameters that choose the data and its presentation (:data:`DATA_PARAMETERS`),
 #:              so a changed training parameter (epochs, device, run_dir) does not rerun it;
-#:   ``tables`` no parameter at all: the committed tables (``book/tables/*.csv``) and the package.
+#:   ``tables`` no parameter at all: the committed tables (``book/tables/*.csv``, ``*.npz``) and the package.
 #: The package sources and the notebook itself are part of every key.
 DEPENDS_ON = ("run", "data", "tables")
 DATA_PARAMETERS = ("dataset", "data_root", "backbone", "preset", "smoke", "seed", "overrides")

@@ -14,6 +14,15 @@ A grid file (YAML) names notebooks, shared parameters, arms and seeds::
         params: {lr: 0.001}
     metrics: metrics.json                 # flat JSON dict each run writes into its run_dir
 
+Two arm keys say that runs depend on each other (every seed pairs with the same seed):
+
+* a parameter value ``"@<arm>"`` is replaced by that arm's run folder, and the run waits until
+  that run is done (e.g. ``stage1_from: "@loss-paper"``: start from its Stage I);
+* ``same_as: <arm>`` or ``same_as: <grid>/<arm>`` (a grid under the same ``--out``): the arm *is*
+  that run under another name, so it is not run again; once the source is done its record is
+  copied into the arm's folder, with ``same_as`` naming the source. The source must have been
+  run with exactly this arm's parameters and notebook.
+
 Relative notebook paths are looked up beside the grid file, then from the repository
 root holding it. Each run gets the parameters ``base | arm.params | {seed, run_dir}``
 and lives in its own folder::
@@ -78,8 +87,9 @@ GRID_COPY = "grid.yaml"
 RESERVED_PARAMS = ("seed", "run_dir")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _GRID_KEYS = {"name", "description", "notebook", "seeds", "base", "arms", "metrics",
-              "families"}   # families: read by ablation_report (the chapter), not by the runner
-_ARM_KEYS = {"name", "description", "notebook", "params"}
+              "families", "reference", "budget"}   # the last three: read by ablation_report (the chapter), not by the runner
+_ARM_KEYS = {"name", "description", "notebook", "params", "same_as"}
+_REF = "@"   # a parameter value "@<arm>": that arm's run folder of the same seed
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LOG_TAIL_LINES = 40
 
@@ -95,6 +105,12 @@ class Arm:
     notebook: Path  # resolved, absolute
     notebook_label: str  # as written in the grid file: what staleness is judged on
     params: dict[str, Any]
+    same_as: str | None = None   # '<arm>' or '<grid>/<arm>': this arm is that run, not run again
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Arms whose run of the same seed this arm's parameters name (``"@<arm>"``)."""
+        return tuple(v[len(_REF):] for v in self.params.values() if isinstance(v, str) and v.startswith(_REF))
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,33 @@ def load_grid(path: str | os.PathLike) -> Grid:
         if arm.name in seen:
             raise where.error(f"arms[{i}].name", f"duplicate arm name {arm.name!r} (also arms[{seen[arm.name]}])")
         seen[arm.name] = i
+    _check_links(where, arms, name)
     return Grid(path=path, name=name, seeds=seeds, arms=tuple(arms), metrics=metrics)
+
+
+def _check_links(where: "_Where", arms: list[Arm], grid_name: str) -> None:
+    """``"@<arm>"`` and ``same_as`` name arms that run themselves: one level, no cycles."""
+    by_name = {a.name: a for a in arms}
+    for i, arm in enumerate(arms):
+        for ref in arm.needs:
+            target = by_name.get(ref)
+            if target is None or target is arm or target.needs or target.same_as:
+                why = ("is not an arm of this grid" if target is None else "is this arm itself"
+                       if target is arm else "depends on another run itself")
+                raise where.error(f"arms[{i}].params", f"'{_REF}{ref}' {why}; name an arm that runs on its own")
+        if arm.same_as is None:
+            continue
+        if arm.needs:
+            raise where.error(f"arms[{i}].same_as", "an arm that is another run has no parameters of its own to resolve")
+        grid, _, other = arm.same_as.rpartition("/")
+        if grid in ("", grid_name):
+            target = by_name.get(other)
+            if target is None or target is arm or target.same_as or target.needs:
+                raise where.error(f"arms[{i}].same_as", f"{arm.same_as!r} must name another arm of this grid "
+                                                        f"that runs on its own")
+            if target.params != arm.params or target.notebook_label != arm.notebook_label:
+                raise where.error(f"arms[{i}].same_as", f"arm {other!r} runs other parameters or another "
+                                                        f"notebook than {arm.name!r}; they are not the same run")
 
 
 @dataclass(frozen=True)
@@ -225,7 +267,13 @@ def _arm(where: _Where, i: int, raw: Any, base: dict, default_nb: str | None) ->
     notebook = _resolve_notebook(where, nb_key, _typed(where, nb_key, label, str))
     origin = {**{k: "base" for k in base}, **{k: f"{key}.params" for k in params}}
     _check_parameters(where, nb_key, notebook, origin)
-    return Arm(name=name, notebook=notebook, notebook_label=label, params={**base, **params})
+    same_as = raw.get("same_as")
+    if same_as is not None:
+        _typed(where, f"{key}.same_as", same_as, str)
+        parts = same_as.split("/")
+        if len(parts) > 2 or not all(_SAFE_NAME.fullmatch(p) for p in parts):
+            raise where.error(f"{key}.same_as", f"{same_as!r} must be '<arm>' or '<grid>/<arm>'")
+    return Arm(name=name, notebook=notebook, notebook_label=label, params={**base, **params}, same_as=same_as)
 
 
 def _resolve_notebook(where: _Where, key: str, label: str) -> Path:
@@ -283,8 +331,16 @@ class Run:
         return self.dir / self.arm.notebook.name
 
     def parameters(self) -> dict[str, Any]:
-        """What papermill injects into the notebook."""
-        return {**self.arm.params, "seed": self.seed, "run_dir": str(self.dir)}
+        """What papermill injects into the notebook (``"@<arm>"`` values become run folders)."""
+        params = {k: str(self.sibling(v[len(_REF):])) if isinstance(v, str) and v.startswith(_REF) else v
+                  for k, v in self.arm.params.items()}
+        return {**params, "seed": self.seed, "run_dir": str(self.dir)}
+
+    def sibling(self, arm: str) -> Path:
+        """The folder of the same seed's run of ``arm`` (``<grid>/<arm>``: of another grid)."""
+        grid, _, name = arm.rpartition("/")
+        grids = self.dir.parents[2]
+        return grids / (grid or self.grid) / name / self.dir.name
 
 
 def plan_runs(grid: Grid, out_root: str | os.PathLike, only: Sequence[str] | None = None) -> list[Run]:
@@ -348,7 +404,13 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
             stray.unlink()
         write_text_atomic(grid_dir / GRID_COPY, grid.path.read_text())
         todo = [run for run in runs if _should_run(run, retry_failed, log)]
-        _Executor(jobs, _provenance(grid.path, command), log).run_all(todo)
+        executor = _Executor(jobs, _provenance(grid.path, command), log)
+        # runs that need no other run first, then those that start from one, then the aliases
+        executor.run_all([r for r in todo if not r.arm.needs and r.arm.same_as is None])
+        executor.run_all([r for r in todo if r.arm.needs and _sources_done(r, log)])
+        for run in todo:
+            if run.arm.same_as is not None:
+                _copy_same_run(run, log)
         table = aggregate(grid_dir)
     log(f"results: {grid_dir / RESULTS}  ({_status_counts(table, {r.arm.name for r in runs})})")
     return table
@@ -372,6 +434,33 @@ def _should_run(run: Run, retry_failed: bool, log: Log) -> bool:
         why = "notebook or parameters changed" if state == "stale" else "unfinished, settings unknown"
         log(f"{run.label}: redoing ({why})")
     return True
+
+
+def _sources_done(run: Run, log: Log) -> bool:
+    # wave one has run (or redone) every source by now: a DONE marker is its final state
+    waiting = [a for a in run.arm.needs if not (run.sibling(a) / DONE).is_file()]
+    if waiting:
+        log(f"{run.label}: waiting (needs {', '.join(waiting)} seed{run.seed} done first)")
+    return not waiting
+
+
+def _copy_same_run(run: Run, log: Log) -> None:
+    """An arm that is another run: copy that run's record once it is done with this arm's settings."""
+    source = run.sibling(run.arm.same_as)
+    marker = source / DONE
+    if not marker.is_file():
+        log(f"{run.label}: waiting (same run as {run.arm.same_as} seed{run.seed}, not done yet)")
+        return
+    record = json.loads(marker.read_text())
+    if record.get("params") != run.arm.params or record.get("notebook") != run.arm.notebook_label:
+        log(f"{run.label}: not copied: {run.arm.same_as} seed{run.seed} ran {record.get('params')} "
+            f"with {record.get('notebook')}, this arm asks for {run.arm.params} with {run.arm.notebook_label}")
+        return
+    run.dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.dir / DONE, {**record, "grid": run.grid, "arm": run.arm.name,
+                                       "same_as": f"{source.parents[1].name}/{source.parent.name}/{source.name}",
+                                       "run_dir": str(source)})
+    log(f"{run.label}: same run as {run.arm.same_as} seed{run.seed}: its record copied")
 
 
 def _serialised(log: Log) -> Log:
@@ -625,7 +714,7 @@ def _die_with_parent(parent_pid: int) -> None:
 # --------------------------------------------------------------------------- results
 
 _FIRST = ["grid", "arm", "seed"]
-_LAST = ["status", "error", "wall_s", "resumed", "commit", "machine", "command", "python", "papermill", "torch",
+_LAST = ["status", "error", "same_as", "wall_s", "resumed", "commit", "machine", "command", "python", "papermill", "torch",
          "notebook", "run_dir", "started_at", "finished_at"]
 
 
@@ -652,6 +741,8 @@ def aggregate(grid_dir: str | os.PathLike) -> pd.DataFrame:
         params = [c for c in table.columns if c.startswith("param_")]
         metrics = [c for c in table.columns if c not in {*_FIRST, *_LAST, *params}]
         table = table[_FIRST + params + metrics + [c for c in _LAST if c in table.columns]]
+        if table["same_as"].isna().all():   # no arm of this grid is another run
+            table = table.drop(columns="same_as")
     with atomic_path(grid_dir / RESULTS) as tmp:
         table.to_csv(tmp, index=False)
     return table

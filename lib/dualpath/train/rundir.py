@@ -3,8 +3,10 @@
 Run directory: ``config.json``, ``environment.json`` (what else changes the floats: library
 versions, torch threads, device, CPU, feature-cache files; one entry per start of the run),
 ``log.csv`` (one row per epoch), ``last.pt`` (resume point,
-rewritten every epoch), ``best_<phase>.pt`` (best validation rsum of that phase) and
-``metrics.json`` (test metrics of each phase's best checkpoint). Everything is written
+rewritten every epoch), ``best_<phase>.pt`` (best validation rsum of that phase),
+``end_<phase>.pt`` (where each phase but the last ended: what the next one starts from, so another
+run can start there, :mod:`.share`) and ``metrics.json`` (test metrics of each phase's best
+checkpoint). Everything is written
 atomically; checkpoints load with ``weights_only=True``.
 """
 from __future__ import annotations
@@ -125,6 +127,15 @@ class RunDir:
 
     def save(self, name: str, payload: dict) -> None:
         ckpt_io.save(self.file(name), payload)
+
+    def phase_end(self, phase: str) -> Path:
+        return self.path / f"end_{phase}.pt"
+
+    def keep_phase_end(self, phase: str, payload: dict) -> None:
+        """Keep the state ``phase`` ended in (``payload`` as last.pt holds it, less the optimiser,
+        which the next phase builds anew), unless it is kept already."""
+        if not self.phase_end(phase).exists():
+            self.save(self.phase_end(phase).name, {k: v for k, v in payload.items() if k != "optimizer"})
 
     def write_metrics(self, metrics: dict) -> None:
         write_json_atomic(self.file("metrics.json"), metrics)

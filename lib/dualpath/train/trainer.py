@@ -40,6 +40,9 @@ class Trainer:
         if self.rank == 0:
             self.dir.write_config()
             self.dir.record_environment(environment(self.cfg, self.data.cache_files()), self.log)
+        if state is not None and start_epoch == 0 and 0 < start_phase < len(self.phases) and self.rank == 0:
+            # resumed between two phases: last.pt is where the previous one ended
+            self.dir.keep_phase_end(self.phases[start_phase - 1].name, state)
         for pi in range(start_phase, stop):
             self._run_phase(pi, start_epoch if pi == start_phase else 0,
                             state if pi == start_phase else None)
@@ -106,6 +109,8 @@ class Trainer:
                 if improved:
                     self.dir.save(f"best_{phase.name}.pt", payload)
                 self.dir.save("last.pt", payload)
+                if epoch + 1 == phase.epochs and pi + 1 < len(self.phases):
+                    self.dir.keep_phase_end(phase.name, payload)
                 self.dir.write_log(self.rows)
             barrier(self.world)
 

@@ -1,0 +1,79 @@
+"""Runs that depend on other runs in a sweep: ``"@<arm>"`` parameters and ``same_as`` arms
+(tests/fixtures/sweep_notebook.ipynb: its ``source`` parameter adds another run's score to its own)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dualpath.errors import ConfigError
+from dualpath_book.sweep import DONE, load_grid, run_sweep
+from test_sweep import write_grid
+
+
+def test_a_run_that_names_another_arm_gets_its_folder_and_runs_after_it(tmp_path):
+    # listed first, the dependent arm still runs after the arm it names
+    grid = write_grid(tmp_path, [{"name": "next", "params": {"value": 2.0, "source": "@base"}},
+                                 {"name": "base", "params": {"value": 1.0}}])
+    lines: list[str] = []
+    table = run_sweep(grid, tmp_path / "out", jobs=2, log=lines.append).set_index(["arm", "seed"])
+    assert table.loc[("base", 1), "score"] == 11.0
+    assert table.loc[("next", 0), "score"] == 20.0 + 10.0 and table.loc[("next", 1), "score"] == 21.0 + 11.0
+    assert table.loc[("next", 0), "param_source"] == "@base"   # the record keeps the grid's words
+    started = [line for line in lines if line.endswith("started")]
+    assert all("base" in line for line in started[:2]) and all("next" in line for line in started[2:])
+
+
+def test_a_run_whose_source_failed_waits_and_runs_once_the_source_is_done(tmp_path):
+    grid = write_grid(tmp_path, [{"name": "base", "params": {"fail": True}},
+                                 {"name": "next", "params": {"source": "@base"}}])
+    lines: list[str] = []
+    table = run_sweep(grid, tmp_path / "out", log=lines.append)
+    assert set(table["arm"]) == {"base"} and sum("waiting (needs base" in line for line in lines) == 2
+    grid.write_text(grid.read_text().replace("fail: true", "fail: false"))
+    table = run_sweep(grid, tmp_path / "out", log=lines.append).set_index(["arm", "seed"])
+    assert table.loc[("next", 1), "score"] == 11.0 + 11.0
+
+
+def test_a_same_as_arm_is_the_other_run_under_its_own_name_and_is_not_run_again(tmp_path):
+    grid = write_grid(tmp_path, [{"name": "base", "params": {"value": 1.0}},
+                                 {"name": "alias", "same_as": "base", "params": {"value": 1.0}}])
+    lines: list[str] = []
+    table = run_sweep(grid, tmp_path / "out", log=lines.append).set_index(["arm", "seed"])
+    assert sum(line.endswith("started") for line in lines) == 2
+    assert table.loc[("alias", 1), "score"] == table.loc[("base", 1), "score"] == 11.0
+    assert table.loc[("alias", 0), "same_as"] == "g/base/seed0" and pd.isna(table.loc[("base", 0), "same_as"])
+    record = json.loads((tmp_path / "out" / "g" / "alias" / "seed0" / DONE).read_text())
+    assert record["arm"] == "alias" and record["run_dir"] == str(tmp_path / "out" / "g" / "base" / "seed0")
+    assert not (tmp_path / "out" / "g" / "alias" / "seed0" / "metrics.json").exists()
+
+
+def test_a_same_as_arm_may_name_a_run_of_another_grid_and_checks_its_settings(tmp_path):
+    first = write_grid(tmp_path, [{"name": "base", "params": {"value": 1.0}}])
+    run_sweep(first, tmp_path / "out", log=lambda line: None)
+    other = tmp_path / "other"
+    other.mkdir()
+    grid = write_grid(other, [{"name": "same", "same_as": "g/base", "params": {"value": 1.0}},
+                              {"name": "differs", "same_as": "g/base", "params": {"value": 2.0}}], name="h")
+    lines: list[str] = []
+    table = run_sweep(grid, tmp_path / "out", log=lines.append).set_index(["arm", "seed"])
+    assert table.loc[("same", 1), "score"] == 11.0 and "differs" not in table.index.get_level_values("arm")
+    assert any("not copied" in line and "differs" in line for line in lines)
+
+
+@pytest.mark.parametrize("arms, key, message", [
+    ([{"name": "a", "params": {"source": "@nope"}}], "arms[0].params", "'@nope' is not an arm of this grid"),
+    ([{"name": "a", "params": {"source": "@a"}}], "arms[0].params", "is this arm itself"),
+    ([{"name": "a", "params": {"value": 2.0}}, {"name": "b", "params": {"source": "@a"}},
+      {"name": "c", "params": {"source": "@b"}}], "arms[2].params", "depends on another run itself"),
+    ([{"name": "a"}, {"name": "b", "same_as": "a", "params": {"value": 2.0}}], "arms[1].same_as",
+     "not the same run"),
+    ([{"name": "a", "same_as": "x/y/z"}], "arms[0].same_as", "'<arm>' or '<grid>/<arm>'"),
+    ([{"name": "a", "same_as": "a"}], "arms[0].same_as", "another arm of this grid"),
+])
+def test_bad_links_name_the_file_and_the_key(tmp_path, arms, key, message):
+    path = write_grid(tmp_path, arms)
+    with pytest.raises(ConfigError) as caught:
+        load_grid(path)
+    assert str(path) in str(caught.value) and f"'{key}'" in str(caught.value) and message in str(caught.value)
