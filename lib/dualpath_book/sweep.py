@@ -405,12 +405,14 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
         write_text_atomic(grid_dir / GRID_COPY, grid.path.read_text())
         todo = [run for run in runs if _should_run(run, retry_failed, log)]
         executor = _Executor(jobs, _provenance(grid.path, command), log)
-        # runs that need no other run first, then those that start from one, then the aliases
+        aliases = [r for r in todo if r.arm.same_as is not None]
+        # aliases of runs done already, the runs that need no other run first, then those that
+        # start from one, then the aliases whose runs this sweep finished
+        aliases = [r for r in aliases if not _copy_same_run(r, log)]
         executor.run_all([r for r in todo if not r.arm.needs and r.arm.same_as is None])
         executor.run_all([r for r in todo if r.arm.needs and _sources_done(r, log)])
-        for run in todo:
-            if run.arm.same_as is not None:
-                _copy_same_run(run, log)
+        for run in aliases:
+            _copy_same_run(run, log, quiet=False)
         table = aggregate(grid_dir)
     log(f"results: {grid_dir / RESULTS}  ({_status_counts(table, {r.arm.name for r in runs})})")
     return table
@@ -444,23 +446,27 @@ def _sources_done(run: Run, log: Log) -> bool:
     return not waiting
 
 
-def _copy_same_run(run: Run, log: Log) -> None:
-    """An arm that is another run: copy that run's record once it is done with this arm's settings."""
+def _copy_same_run(run: Run, log: Log, quiet: bool = True) -> bool:
+    """An arm that is another run: copy that run's record once it is done with this arm's
+    settings. Returns whether that is settled: copied, or refused because the source ran other
+    settings (said in the log); ``quiet``: no word while the source is not done yet."""
     source = run.sibling(run.arm.same_as)
     marker = source / DONE
     if not marker.is_file():
-        log(f"{run.label}: waiting (same run as {run.arm.same_as} seed{run.seed}, not done yet)")
-        return
+        if not quiet:
+            log(f"{run.label}: waiting (same run as {run.arm.same_as} seed{run.seed}, not done yet)")
+        return False
     record = json.loads(marker.read_text())
     if record.get("params") != run.arm.params or record.get("notebook") != run.arm.notebook_label:
         log(f"{run.label}: not copied: {run.arm.same_as} seed{run.seed} ran {record.get('params')} "
             f"with {record.get('notebook')}, this arm asks for {run.arm.params} with {run.arm.notebook_label}")
-        return
+        return True   # said once; a rerun of the sweep says it again
     run.dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.dir / DONE, {**record, "grid": run.grid, "arm": run.arm.name,
                                        "same_as": f"{source.parents[1].name}/{source.parent.name}/{source.name}",
                                        "run_dir": str(source)})
     log(f"{run.label}: same run as {run.arm.same_as} seed{run.seed}: its record copied")
+    return True
 
 
 def _serialised(log: Log) -> Log:
