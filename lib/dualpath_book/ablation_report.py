@@ -28,7 +28,7 @@ from .layout import GRIDS_DIR, TABLES_DIR
 
 ABLATIONS_CSV = TABLES_DIR / "ablations.csv"
 RANKS_NPZ = TABLES_DIR / "ablations_ranks.npz"   # per-query test ranks of every run, capped at 10
-SHORT_CSV = TABLES_DIR / "ablations_short.csv"   # grids/ablations_short.yaml: the first, 1.7% budget
+SHORT_CSV = TABLES_DIR / "ablations_short.csv"   # grids/ablations_short.yaml: the first sweep's budget
 CENTRAL_CSV = TABLES_DIR / "central.csv"         # grids/central.yaml, the book's budget
 BOOK_RUNS_CSV = TABLES_DIR / "book_runs.csv"
 METRICS = ("rsum", "i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10")
@@ -551,6 +551,20 @@ def budget_sentence() -> str:
             f"{half.stage1_epochs + half.stage2_epochs} epochs; the budget curve adds a quarter and the "
             f"whole of the book's run. A verdict holds on this budget, which is why each sentence says "
             f"so when it contradicts a claim.")
+
+
+def short_share() -> str:
+    """The first sweep's epochs (the ``ablation`` preset) as a share of the official code's, e.g. '1.7%'."""
+    from dualpath.config import preset
+
+    short, full = preset("ablation"), preset("paper")
+    return f"{100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs):.1f}%"
+
+
+def short_reference_rsum(short: pd.DataFrame) -> str:
+    """The first sweep's reference arm: test R-sum mean ± std over its seeds."""
+    r = short.loc[short["arm"] == "loss-paper", "rsum"]
+    return f"{r.mean():.1f} ± {r.std(ddof=1):.1f}" if len(r) > 1 else "–"
 
 
 def provenance(table: pd.DataFrame) -> dict[str, str]:
