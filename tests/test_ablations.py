@@ -30,7 +30,7 @@ def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
     for arm in grid.arms:
         p = arm.params
         assert p.get("recipe", "paper") in RECIPES, arm.name
-        cfg = arm_config(p.get("preset", "cpu-half"), p.get("overrides"), smoke=p.get("smoke", False))
+        cfg = arm_config(p.get("preset", ar.BUDGET_PRESET), p.get("overrides"), smoke=p.get("smoke", False))
         assert cfg.seed == 0
     if name != "smoke":
         assert len(grid.seeds) >= 3
@@ -42,11 +42,11 @@ def test_each_arm_changes_one_thing_from_the_reference_and_sharing_arms_can_shar
     from dualpath.train.share import first_phase_differences
 
     grid = {a.name: a for a in load_grid(GRIDS / "ablations.yaml").arms}
-    ref = arm_config("cpu-half")
-    assert grid[ar.REFERENCE].params == {"preset": "cpu-half", "recipe": "paper"}
+    ref = arm_config(ar.BUDGET_PRESET)
+    assert grid[ar.REFERENCE].params == {"preset": "cpu-short", "recipe": "paper"}
     for name, arm in grid.items():
         p = arm.params
-        if arm.same_as or p.get("preset", "cpu-half") != "cpu-half":
+        if arm.same_as or p["preset"] != ar.BUDGET_PRESET:
             continue
         cfg = arm_config(p["preset"], p.get("overrides"))
         changed = {k for k, v in cfg.to_dict().items() if v != ref.to_dict()[k]}
@@ -55,9 +55,9 @@ def test_each_arm_changes_one_thing_from_the_reference_and_sharing_arms_can_shar
         if p.get("stage1_from"):
             assert p["stage1_from"] == f"@{ar.REFERENCE}"
             assert first_phase_differences((ref, "paper"), (cfg, p.get("recipe", "paper"))) == [], name
-    random = arm_config("cpu-half", grid["wordvec-random"].params["overrides"])
+    random = arm_config(ar.BUDGET_PRESET, grid["wordvec-random"].params["overrides"])
     assert random.embed_dim == 50 and random.word_vectors == "random"
-    # the budget curve's half is the loss arms, its whole the central sweep's runs
+    # the budget curve's middle is the loss arms, its whole the central sweep's runs
     assert {grid[a].same_as for r in ar.BUDGET.arms.values() for p, a in r.items() if p != 25} == {
         "loss-paper", "loss-ranking", "loss-both", "central/loss-paper", "central/loss-ranking", "central/loss-both"}
 
@@ -208,9 +208,10 @@ def test_phase_table_compares_the_losses_after_equal_epochs():
 def test_budget_sentence_follows_the_presets():
     from dualpath.config import preset
     text = ar.budget_sentence()
-    half, book = preset("cpu-half"), preset("cpu")
-    assert f"trains {half.stage1_epochs} + {half.stage2_epochs} epochs over the training captions" in text
+    ours, book = preset(ar.BUDGET_PRESET), preset("cpu")
+    assert f"trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the training captions" in text
     assert f"({book.stage1_epochs} + {book.stage2_epochs})" in text
+    assert "65% of its epochs" in text and "the `cpu-short` preset" in text
 
 
 def _ranks(hits: dict[str, list[int]], images: int = 40) -> dict:
@@ -263,11 +264,11 @@ def test_budget_and_length_views_read_the_arms_of_the_grid():
             rows += [(arm, s, percent + (recipe == "paper") * 10.0 + s) for s in range(3)]
     t = _table(rows)
     table = ar.budget_table(t)
-    assert table.loc[ar.BUDGET.labels["paper"], "50% of the cpu run"] == "61.0 ± 1.0 (3)"
+    assert table.loc[ar.BUDGET.labels["paper"], "65% of the cpu run"] == "76.0 ± 1.0 (3)"
     assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu run"] == "101.0 ± 1.0 (3)"
     ar.budget_plot(t)
     ar.budget_plot(t.iloc[:0])
-    assert [ar.stage1_epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [0, 1, 3, 6]
+    assert [ar.epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [(0, 13), (2, 11), (5, 8), (9, 4)]
     ar.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
     ar.length_plot(t.iloc[:0])
 

@@ -82,9 +82,24 @@ def test_an_arm_sharing_stage1_reports_it_with_its_validation_and_test_ranks(sou
                    test_policies=("all",), log=quiet)
     src = json.loads((source / "metrics.json").read_text())
     assert flat["stage1.rsum"] == src["stage1"]["rsum"] and flat["stage1_from"] == f"{source.parent.name}/source"
+    assert flat["stage1_shared"] is True
     assert flat["stage1.val_rsum"] > 0 and flat["val_rsum"] == flat["stage2.val_rsum"]
     ranks = load_test_ranks(tmp_path / "arm" / TEST_RANKS)
     images = len(ranks["i2t"])
     assert len(ranks["t2i"]) == 5 * images
     recall = sum(100.0 * (ranks[d] < k).mean() for d in ("i2t", "t2i") for k in (1, 5, 10))
     assert recall == pytest.approx(flat["rsum"], abs=0.011)
+
+
+def test_an_arm_whose_source_kept_only_its_record_trains_the_same_stage1_itself(source: Path, tmp_path: Path):
+    """A source restored from a committed table (DONE.json, no checkpoints) cannot be started
+    from: the arm trains Stage I itself, and it is the very Stage I the source trained."""
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    (restored / "DONE.json").write_text(json.dumps({"status": "done", "restored_from": "book/tables/g.csv"}))
+    lines: list[str] = []
+    flat = run_arm("paper", LATER, smoke=True, seed=0, run_dir=tmp_path / "arm", stage1_from=restored,
+                   test_policies=("all",), log=lines.append)
+    src = json.loads((source / "metrics.json").read_text())
+    assert flat["stage1.rsum"] == src["stage1"]["rsum"] and flat["stage1_shared"] is False
+    assert any("trains the Stage I it shares" in line for line in lines)

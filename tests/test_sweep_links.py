@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -77,3 +78,47 @@ def test_bad_links_name_the_file_and_the_key(tmp_path, arms, key, message):
     with pytest.raises(ConfigError) as caught:
         load_grid(path)
     assert str(path) in str(caught.value) and f"'{key}'" in str(caught.value) and message in str(caught.value)
+
+
+def test_runs_committed_as_a_table_are_restored_and_not_run_again(tmp_path):
+    """--restore: a machine that lost the run folders resumes from the committed results.csv;
+    the restored records give back the very rows, and a same_as source may be restored too."""
+    arms = [{"name": "base", "params": {"value": 1.0}}, {"name": "next", "params": {"value": 2.0}}]
+    first = write_grid(tmp_path, arms)
+    run_sweep(first, tmp_path / "a", log=lambda line: None)
+    committed = (tmp_path / "a" / "g" / "results.csv").read_text().splitlines()
+    kept = [line for line in committed if not line.startswith("g,next,1,")]   # as if it never finished
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "g.csv").write_text("\n".join(kept) + "\n")
+    lines: list[str] = []
+    table = run_sweep(first, tmp_path / "b", log=lines.append, restore=tables)   # a fresh machine
+    assert [ln.split(": ")[0] for ln in lines if ln.endswith("started")] == ["[4/4] next seed1"]
+    assert table.set_index(["arm", "seed"]).loc[("next", 1), "score"] == 21.0
+    again = (tmp_path / "b" / "g" / "results.csv").read_text().splitlines()
+    assert [ln for ln in again if not ln.startswith("g,next,1,")] == kept   # restored rows, unedited
+    record = json.loads((tmp_path / "b" / "g" / "base" / "seed0" / DONE).read_text())
+    assert record["restored_from"] == (tables / "g.csv").as_posix() and record["params"] == {"value": 1.0}
+    # a same_as arm of another grid: its source is restored from that grid's table
+    other = tmp_path / "other"
+    other.mkdir()
+    grid = write_grid(other, [{"name": "alias", "same_as": "g/base", "params": {"value": 1.0}}], name="h")
+    shutil.rmtree(tmp_path / "b" / "g")
+    h = run_sweep(grid, tmp_path / "b", log=lines.append, restore=tables).set_index(["arm", "seed"])
+    assert h.loc[("alias", 0), "score"] == 10.0 and h.loc[("alias", 0), "same_as"] == "g/base/seed0"
+    with pytest.raises(ConfigError, match="no such folder"):
+        run_sweep(first, tmp_path / "b", restore=tmp_path / "nope", log=lambda line: None)
+
+
+def test_a_record_comes_back_from_its_row_with_its_list_and_dict_parameters(tmp_path):
+    from dualpath_book.sweep import _row, record_from_row
+
+    record = {"grid": "g", "arm": "a", "seed": 2, "status": "done", "wall_s": 3.5, "resumed": False,
+              "params": {"preset": "cpu", "overrides": {"text_blocks": [3, 4, 6, 1]}, "steps": [1, 2]},
+              "metrics": {"rsum": 230.68, "seed": 7, "stage1_from": "loss-paper/seed2", "i2t_medr": 7}}
+    row = _row(record, tmp_path / "g" / "a" / "seed2", tmp_path / "g")
+    (tmp_path / "t.csv").write_text(pd.DataFrame([row]).to_csv(index=False))
+    back = record_from_row(pd.read_csv(tmp_path / "t.csv").iloc[0])
+    assert back["params"] == record["params"] and back["metrics"] == record["metrics"]
+    assert {k: back[k] for k in ("grid", "arm", "seed", "status", "wall_s", "resumed")} == {
+        k: record[k] for k in ("grid", "arm", "seed", "status", "wall_s", "resumed")}

@@ -50,14 +50,19 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
 
     ``stage1_from``: the run folder of an arm whose Stage I this one shares by construction (it
     changes only what Stage II reads); this run starts where that one ended Stage I
-    (:mod:`dualpath.train.share`) instead of training it again.
+    (:mod:`dualpath.train.share`) instead of training it again. A folder that keeps only the
+    source's record (restored by the sweep from a committed table, its checkpoints left on
+    another machine) has no Stage I to start from: this run trains the phase itself, the same
+    phase by construction (same config where Stage I looks, same seed), and says so.
 
     Keys: the final phase's test metrics (``rsum``, ``i2t_r1`` ...), each phase's as
     ``<phase>.<metric>``, the best validation R-sum of each phase as ``<phase>.val_rsum`` (the
     last phase's also as ``val_rsum``), ``rsum_shift_<policy>`` for each test-time offset policy,
-    ``recipe``, ``stage1_from`` (when given) and ``train_s`` (seconds of this call).
+    ``recipe``, ``stage1_from`` and ``stage1_shared`` (when given: the source, and whether its
+    Stage I was reused or trained again here) and ``train_s`` (seconds of this call).
     """
     from dualpath.train import RunDir, open_run, train   # the package's heavy import, kept out of `import dualpath`
+    from dualpath.train.rundir import RUN_CONFIG
     from dualpath.train.share import start_from_first_phase
 
     unknown = [p for p in test_policies if p not in TEST_SHIFT_POLICIES]
@@ -67,13 +72,18 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
     run_dir = run_dir if run_dir.is_absolute() else REPO_ROOT / run_dir
     cfg = arm_config(preset, overrides, seed=seed, smoke=smoke, device=device)
     t0 = time.perf_counter()
-    if stage1_from is not None:
+    shared = stage1_from is not None and (Path(stage1_from) / RUN_CONFIG).is_file()
+    if shared:
         start_from_first_phase(stage1_from, RunDir(run_dir, cfg, recipe), log=log)
+    elif stage1_from is not None:
+        log(f"{stage1_from} keeps its record but no training state on this machine: this run trains "
+            f"the Stage I it shares with that run itself")
     metrics = train(cfg, run_dir, recipe=recipe, data_root=data_root, log=log)
     flat: dict[str, Any] = {"recipe": recipe}
     if stage1_from is not None:
         source = Path(stage1_from)
         flat["stage1_from"] = f"{source.parent.name}/{source.name}"   # <arm>/seed<k>, not a machine path
+        flat["stage1_shared"] = shared
     phases = [k for k in metrics if k != "final"]
     flat.update({k: metrics["final"][k] for k in REPORTED})
     for phase in phases:

@@ -1,6 +1,6 @@
 """Tables, plots and verdict sentences of the ablation chapter, from the sweeps' results CSVs.
 
-``make ablations`` runs ``grids/ablations.yaml`` (the ``cpu-half`` budget) and copies the runner's
+``make ablations`` runs ``grids/ablations.yaml`` (the ``cpu-short`` budget) and copies the runner's
 ``results.csv`` to ``book/tables/ablations.csv`` and every run's per-query test ranks to
 ``book/tables/ablations_ranks.npz`` (committed, with commit / command / machine columns); the book
 reads those files and never reruns the sweep. Each :class:`Family` is one page of the chapter: a
@@ -120,10 +120,20 @@ def reference_arm(grid_path: str | Path) -> str:
     return yaml.safe_load(Path(grid_path).read_text())["reference"]
 
 
+def arm_parameters(grid_path: str | Path) -> dict[str, dict]:
+    """Each arm's parameters as the sweep passes them: the grid's base, then the arm's own."""
+    import yaml
+
+    grid = yaml.safe_load(Path(grid_path).read_text())
+    return {a["name"]: {**grid.get("base", {}), **a.get("params", {})} for a in grid["arms"]}
+
+
 GRID = GRIDS_DIR / "ablations.yaml"
 FAMILIES: tuple[Family, ...] = load_families(GRID)
 BUDGET = load_budget(GRID)
 REFERENCE = reference_arm(GRID)
+ARM_PARAMETERS = arm_parameters(GRID)
+BUDGET_PRESET = ARM_PARAMETERS[REFERENCE]["preset"]   # the chapter's budget: the reference arm's preset
 # The first sweep (the appendix) and the loss comparison at the book's budget (grids/central.yaml,
 # book/tables/central.csv: the same Stage II for every arm, only phase 1 differs).
 SHORT_FAMILIES: tuple[Family, ...] = load_families(GRIDS_DIR / "ablations_short.yaml")
@@ -317,22 +327,27 @@ CAP = max(RECALL_AT)   # ranks are kept up to here: all that R@1/5/10 read
 def collect_ranks(grid_dir: str | Path, out: str | Path = RANKS_NPZ) -> int:
     """Gather every finished run's per-query test ranks (``test_ranks.npz`` in its run folder, or in
     the folder of the run a ``same_as`` arm is) into one file, ranks capped at :data:`CAP`; returns
-    the number of runs. Keys ``<arm>/seed<k>/i2t`` and ``.../t2i``, and ``caption_image``."""
+    the number of runs. Keys ``<arm>/seed<k>/i2t`` and ``.../t2i``, and ``caption_image``.
+    A finished run whose ranks are not on this machine (its record restored from a committed
+    table) keeps the ranks ``out`` holds for it already."""
     from .ablation import TEST_RANKS, load_test_ranks
     from .sweep import DONE
 
     grid_dir = Path(grid_dir)
+    earlier = load_ranks(out) or {}
     arrays: dict[str, np.ndarray] = {}
     for marker in sorted(grid_dir.glob(f"*/seed*/{DONE}")):
         record = json.loads(marker.read_text())
         path = Path(record.get("run_dir") or marker.parent) / TEST_RANKS
-        if not path.is_file():
-            continue   # a run from before the ranks were kept
+        key = f"{marker.parent.parent.name}/{marker.parent.name}"
+        if not path.is_file():   # restored, or a run from before the ranks were kept
+            if f"{key}/i2t" in earlier:
+                arrays.update({k: earlier[k] for k in (f"{key}/i2t", f"{key}/t2i", "caption_image")})
+            continue
         ranks = load_test_ranks(path)
         if "caption_image" in arrays and not np.array_equal(arrays["caption_image"], ranks["caption_image"]):
             raise DataError(f"{path}: its test captions differ from the other runs'; not the same test split")
         arrays["caption_image"] = ranks["caption_image"]
-        key = f"{marker.parent.parent.name}/{marker.parent.name}"
         for d in ("i2t", "t2i"):
             arrays[f"{key}/{d}"] = np.minimum(ranks[d], CAP).astype(np.uint8)
     with atomic_path(Path(out)) as tmp:
@@ -470,13 +485,13 @@ def budget_verdict(table: pd.DataFrame, budget: Budget = BUDGET, better: str = "
     return (f"Test R-sum of {budget.labels[better]} minus {budget.labels[worse]}: " + "; ".join(parts) + ".")
 
 
-def stage1_epochs_of(arm: str, grid_path: str | Path = GRID) -> int:
-    """The Stage I epochs an arm of the grid trains (its preset with its overrides)."""
+def epochs_of(arm: str) -> tuple[int, int]:
+    """The Stage I and Stage II epochs an arm of the chapter's grid trains (preset + overrides)."""
     from .ablation import arm_config
-    from .sweep import load_grid
 
-    params = {a.name: a.params for a in load_grid(grid_path).arms}[arm]
-    return arm_config(params.get("preset", "cpu-half"), params.get("overrides")).stage1_epochs
+    params = ARM_PARAMETERS[arm]
+    cfg = arm_config(params["preset"], params.get("overrides"))
+    return cfg.stage1_epochs, cfg.stage2_epochs
 
 
 def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length"):
@@ -485,7 +500,8 @@ def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length"):
     import seaborn as sns
 
     family = _family(family)
-    epochs = {arm: stage1_epochs_of(arm) for arm in family.arms}
+    epochs = {arm: epochs_of(arm)[0] for arm in family.arms}
+    (total,) = {sum(epochs_of(arm)) for arm in family.arms}   # the family's point: a fixed total
     runs = table[table["arm"].isin(family.arms)].assign(stage1=lambda t: t["arm"].map(epochs))
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     if runs.empty:
@@ -496,7 +512,7 @@ def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length"):
         ax.set_title(family.title)
     ticks = sorted(set(epochs.values()))
     ax.set_xticks(ticks)
-    ax.set_xlabel("Stage I epochs (the rest of the 10 are Stage II; points: seeds; line: their mean)")
+    ax.set_xlabel(f"Stage I epochs (the rest of the {total} are Stage II; points: seeds; line: their mean)")
     ax.set_ylabel("test R-sum (Flickr8k 1K)")
     fig.tight_layout()
     return fig
@@ -540,25 +556,30 @@ def budget_sentence() -> str:
     """How long each arm trains, against the paper and the book's own run (from the presets)."""
     from dualpath.config import preset
 
-    half, book, full = preset("cpu-half"), preset("cpu"), preset("paper")
-    share = 100 * (half.stage1_epochs + half.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs)
-    return (f"**Budget.** Every arm trains {half.stage1_epochs} + {half.stage2_epochs} epochs over the "
-            f"training {half.epoch_unit} with the book recipe's {half.optimizer.capitalize()} and cosine "
-            f"decay in each phase (the `cpu-half` preset): half of the book's own run "
-            f"({book.stage1_epochs} + {book.stage2_epochs}) and {share:.1f}% of the official code's "
-            f"{full.stage1_epochs} + {full.stage2_epochs} epochs, each of ours over every caption where "
-            f"the official code drew one caption per image. The Stage I length arms keep the total of "
-            f"{half.stage1_epochs + half.stage2_epochs} epochs; the budget curve adds a quarter and the "
-            f"whole of the book's run. A verdict holds on this budget, which is why each sentence says "
-            f"so when it contradicts a claim.")
+    ours, book, full = preset(BUDGET_PRESET), preset("cpu"), preset("paper")
+    return (f"**Budget.** Every arm trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the "
+            f"training {ours.epoch_unit} with the book recipe's {ours.optimizer.capitalize()} and cosine "
+            f"decay in each phase (the `{BUDGET_PRESET}` preset): the Stage I of the book's own run "
+            f"({book.stage1_epochs} + {book.stage2_epochs}) and {ours.stage2_epochs} of its Stage II "
+            f"epochs, {epoch_share(ours, book)} of its epochs, and {epoch_share(ours, full)} of the "
+            f"official code's {full.stage1_epochs} + {full.stage2_epochs}, each of ours over every "
+            f"caption where the official code drew one caption per image. The Stage I length arms keep "
+            f"the total of {ours.stage1_epochs + ours.stage2_epochs} epochs; the budget curve adds a "
+            f"quarter and the whole of the book's run. A verdict holds on this budget, which is why "
+            f"each sentence says so when it contradicts a claim.")
+
+
+def epoch_share(part, whole) -> str:
+    """Epochs of config ``part`` as a share of config ``whole``'s, e.g. '1.7%' or '65%'."""
+    share = 100 * (part.stage1_epochs + part.stage2_epochs) / (whole.stage1_epochs + whole.stage2_epochs)
+    return f"{share:.1f}%" if share < 10 else f"{share:.0f}%"
 
 
 def short_share() -> str:
     """The first sweep's epochs (the ``ablation`` preset) as a share of the official code's, e.g. '1.7%'."""
     from dualpath.config import preset
 
-    short, full = preset("ablation"), preset("paper")
-    return f"{100 * (short.stage1_epochs + short.stage2_epochs) / (full.stage1_epochs + full.stage2_epochs):.1f}%"
+    return epoch_share(preset("ablation"), preset("paper"))
 
 
 def short_reference_rsum(short: pd.DataFrame) -> str:

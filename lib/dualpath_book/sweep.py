@@ -36,6 +36,13 @@ and lives in its own folder::
         STARTED.json                  written first: parameters and notebook of the run
         DONE.json | FAILED.json       written last: parameters, metrics, wall time, provenance
 
+Runs committed elsewhere. ``restore=DIR`` (CLI ``--restore DIR``) reads ``DIR/<grid>.csv``, a
+sweep's ``results.csv`` copied unedited (``book/tables/``), for this grid and every grid a
+``same_as`` names: a run with no folder here whose row there is done gets its ``DONE.json``
+back from the row (with ``restored_from``), so a sweep spread over machines that do not keep
+their run folders resumes from what was committed. A restored run has its record, not its
+checkpoints: an arm that starts from its Stage I trains that phase itself (see ``run_arm``).
+
 Rerunning a sweep skips runs with ``DONE.json`` (unless their notebook or parameters
 changed since) and retries failed runs from scratch (``retry_failed=False`` keeps them).
 A folder with ``STARTED.json`` but no final marker was interrupted: when its parameters and
@@ -46,6 +53,7 @@ unfinished folder is deleted and redone.
 CLI::
 
     python -m dualpath_book.sweep GRID.yaml --out runs/sweeps --jobs 2 [--only a,b] [--no-retry-failed]
+                                  [--restore book/tables]
 """
 from __future__ import annotations
 
@@ -384,12 +392,13 @@ def run_status(run: Run) -> str:
 
 def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: int = 1,
               only: Sequence[str] | None = None, retry_failed: bool = True, log: Log = print,
-              command: str | None = None) -> pd.DataFrame:
+              command: str | None = None, restore: str | os.PathLike | None = None) -> pd.DataFrame:
     """Run every pending run of a grid, ``jobs`` at a time, and return :func:`aggregate`'s table.
 
     Finished runs are skipped; failed runs are retried unless ``retry_failed`` is False;
     interrupted runs continue in their folder when their settings are unchanged and are
-    redone otherwise. A failing run never stops the others.
+    redone otherwise. A failing run never stops the others. ``restore``: a folder of committed
+    results tables (see the module's docstring); ``results.csv`` is rewritten after every run.
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be a positive integer, got {jobs!r}")
@@ -397,14 +406,17 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
     runs = plan_runs(grid, out_root, only)
     grid_dir = Path(out_root).resolve() / grid.name
     command = command or (f"run_sweep({str(grid_path)!r}, {str(out_root)!r}, jobs={jobs}, "
-                          f"only={list(only) if only else None}, retry_failed={retry_failed})")
+                          f"only={list(only) if only else None}, retry_failed={retry_failed}"
+                          + (f", restore={str(restore)!r})" if restore is not None else ")"))
     log = _serialised(log)
     with _exclusive(grid_dir):
         for stray in grid_dir.glob(".*.tmp"):  # left by a sweep killed while writing results.csv
             stray.unlink()
         write_text_atomic(grid_dir / GRID_COPY, grid.path.read_text())
+        if restore is not None:
+            restore_runs(runs, restore, log)
         todo = [run for run in runs if _should_run(run, retry_failed, log)]
-        executor = _Executor(jobs, _provenance(grid.path, command), log)
+        executor = _Executor(jobs, _provenance(grid.path, command), log, grid_dir)
         aliases = [r for r in todo if r.arm.same_as is not None]
         # aliases of runs done already, the runs that need no other run first, then those that
         # start from one, then the aliases whose runs this sweep finished
@@ -467,6 +479,80 @@ def _copy_same_run(run: Run, log: Log, quiet: bool = True) -> bool:
                                        "run_dir": str(source)})
     log(f"{run.label}: same run as {run.arm.same_as} seed{run.seed}: its record copied")
     return True
+
+
+def restore_runs(runs: Sequence[Run], tables: str | os.PathLike, log: Log = print) -> int:
+    """Write back the ``DONE.json`` of every run (and of every run a ``same_as`` arm is) that has
+    no folder here but a done row in ``tables/<grid>.csv``; returns how many were restored."""
+    tables = Path(tables)
+    if not tables.is_dir():
+        raise ConfigError(f"--restore {tables}: no such folder (it holds the committed results "
+                          f"tables, <grid>.csv, e.g. book/tables)")
+    wanted: dict[Path, tuple[str, str, int]] = {}
+    for run in runs:
+        wanted[run.dir] = (run.grid, run.arm.name, run.seed)
+        if run.arm.same_as is not None:
+            grid, _, arm = run.arm.same_as.rpartition("/")
+            wanted[run.sibling(run.arm.same_as)] = (grid or run.grid, arm, run.seed)
+    rows: dict[str, dict[tuple[str, int], pd.Series]] = {}
+    restored = 0
+    for folder, (grid, arm, seed) in wanted.items():
+        if folder.exists():
+            continue   # a folder here is this machine's truth, whatever the table says
+        if grid not in rows:
+            rows[grid] = _done_rows(tables / f"{grid}.csv")
+        row = rows[grid].get((arm, seed))
+        if row is None:
+            continue
+        folder.mkdir(parents=True)
+        write_json_atomic(folder / DONE, {**record_from_row(row), "run_dir": str(folder),
+                                          "restored_from": (tables / f"{grid}.csv").as_posix()})
+        restored += 1
+    if restored:
+        log(f"restored {restored} finished run(s) from the tables in {tables}")
+    return restored
+
+
+def _done_rows(path: Path) -> dict[tuple[str, int], pd.Series]:
+    if not path.is_file():
+        return {}
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ConfigError(f"{path}: not a results table ({e}); restore it from git or drop --restore") from None
+    missing = {"arm", "seed", "status"} - set(table.columns)
+    if missing:
+        raise ConfigError(f"{path}: not a sweep's results.csv (no column {', '.join(sorted(missing))})")
+    done = table[table["status"] == "done"]
+    return {(str(r["arm"]), int(r["seed"])): r for _, r in done.iterrows()}
+
+
+def record_from_row(row: pd.Series) -> dict[str, Any]:
+    """The ``DONE.json`` record a row of :func:`aggregate` came from (the inverse of its row:
+    the row of the record is the row again); empty cells were keys the run did not have."""
+    def plain(value: Any) -> Any:
+        return value.item() if hasattr(value, "item") else value
+
+    cells = {k: plain(v) for k, v in row.items() if not (isinstance(v, float) and v != v)}
+    record: dict[str, Any] = {k: cells[k] for k in _FIRST + _LAST if k in cells}
+    record["params"] = {k[len("param_"):]: _json_cell(v) for k, v in cells.items() if k.startswith("param_")}
+    record["metrics"] = {}
+    for key, value in cells.items():
+        if key in record or key.startswith("param_"):
+            continue
+        name = key[len("metric_"):] if key.startswith("metric_") else key
+        record["metrics"][name] = value
+    return record
+
+
+def _json_cell(value: Any) -> Any:
+    # _row writes list and dict parameters as JSON; every other parameter is its own cell
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _serialised(log: Log) -> Log:
@@ -548,6 +634,7 @@ class _Executor:
     jobs: int
     provenance: dict[str, Any]
     log: Log
+    grid_dir: Path | None = None   # its results.csv is rewritten after each run
     _stop: threading.Event = field(default_factory=threading.Event)
     _children: set[subprocess.Popen] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -611,6 +698,9 @@ class _Executor:
             tail = _log_tail(run.dir / LOG)
             write_json_atomic(run.dir / FAILED, {**record, "status": "failed", "error": error, "log_tail": tail})
             self.log(f"{run.label}: failed in {wall_s:.1f} s: {error}  (log: {run.dir / LOG})")
+        if self.grid_dir is not None:
+            with self._lock:   # the table is current while the sweep runs: commit results as they come
+                aggregate(self.grid_dir)
 
     def _execute(self, run: Run, append: bool) -> int:
         spec = {"notebook": str(run.arm.notebook), "output": str(run.output_notebook),
@@ -785,6 +875,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated arm names to run")
     parser.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                         help="keep failed runs as they are instead of rerunning them")
+    parser.add_argument("--restore", metavar="DIR",
+                        help="folder of committed results tables (<grid>.csv, e.g. book/tables): "
+                             "runs done there and absent here count as done")
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else list(argv)
     only = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else None
@@ -793,7 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         grid = load_grid(args.grid)
         table = run_sweep(args.grid, args.out, jobs=args.jobs, only=only, retry_failed=args.retry_failed,
-                          log=lambda line: print(line, flush=True),
+                          log=lambda line: print(line, flush=True), restore=args.restore,
                           command=shlex.join(["python", "-m", "dualpath_book.sweep", *argv]))
     except DualPathError as e:
         print(f"error: {e}", file=sys.stderr)

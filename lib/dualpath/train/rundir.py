@@ -33,6 +33,7 @@ from .inputs import TrainingData, embed_split, image_source, prepare
 from .recipes import Phase, phases_of
 from .step import device_of
 
+RUN_CONFIG = "config.json"   # the run's config and recipe: what resuming and sharing check against
 LOG_FIELDS = ["phase", "epoch", "lr", "loss", "loss_rank", "loss_img", "loss_txt", "acc_img",
               "acc_txt", *(f"val_{k}" for k in metric_keys()), "grad_image", "grad_text", "grad_classifier",
               "samples_s", "epoch_s"]
@@ -80,7 +81,7 @@ class RunDir:
     # -- state ----------------------------------------------------------------------------
     def finished(self, phases: list[str]) -> dict | None:
         """The stored metrics when this run of this very config has tested every phase in ``phases``."""
-        done, conf = self.file("metrics.json"), self.file("config.json")
+        done, conf = self.file("metrics.json"), self.file(RUN_CONFIG)
         if not (done.exists() and conf.exists()):
             return None
         stored = json.loads(conf.read_text())
@@ -103,7 +104,7 @@ class RunDir:
     # -- writes (rank 0) --------------------------------------------------------------------
     def write_config(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.file("config.json"),
+        write_text_atomic(self.file(RUN_CONFIG),
                           json.dumps({"recipe": self.recipe, **self.cfg.to_dict()}, indent=2,
                                      sort_keys=True) + "\n")
 
@@ -212,7 +213,7 @@ def new_model(data: TrainingData, cfg: Config):
 
 def read_run_config(run_dir: str | Path) -> tuple[Config, str]:
     """(config, recipe) stored in a run directory's ``config.json``."""
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / RUN_CONFIG
     try:
         values = json.loads(path.read_text())
     except FileNotFoundError:
