@@ -281,3 +281,22 @@ def test_the_reference_check_compares_validation_with_the_book_run(tmp_path):
     assert "not every seed is past it" in ar.reference_check(t)
     t["val_rsum"] = book * 0.9
     assert "every seed is past it" in ar.reference_check(t)
+
+
+def test_runs_sharing_stage1_are_shown_beside_their_source():
+    t = _table([("loss-paper", 0, 1.0), ("loss-paper", 1, 1.0), ("negatives-sum", 0, 2.0),
+                ("negatives-sum", 1, 2.0), ("weights-1-1-1", 1, 3.0)])
+    t["stage1.val_rsum"] = [50.0, 51.0, 50.0, 51.0, 51.5]
+    t["stage1.rsum"] = [40.0, 41.0, 40.0, 41.0, 41.0]
+    assert ar.shared_stage1_sentence(t).startswith("No arm")   # no run names a source yet
+    t["stage1_from"] = [None, None, "loss-paper/seed0", "loss-paper/seed1", "loss-paper/seed1"]
+    t["stage1_shared"] = [None, None, True, False, False]
+    shown = ar.shared_stage1_table(t).set_index(["arm", "seed"])
+    assert shown.loc[("negatives-sum", 0), "Stage I"] == "shared with loss-paper"
+    assert shown.loc[("negatives-sum", 1), "Stage I"] == "trained again"
+    assert shown.loc[("weights-1-1-1", 1), "source's val R-sum"] == 51.0
+    sentence = ar.shared_stage1_sentence(t)
+    assert "Of the 3 finished runs" in sentence and "1 started from its checkpoint" in sentence
+    assert "1 of them reached the same" in sentence    # weights-1-1-1 seed 1 did not: 51.5 vs 51.0
+    t.loc[4, "stage1.val_rsum"] = 51.0
+    assert "all 2 reached the very same" in ar.shared_stage1_sentence(t)

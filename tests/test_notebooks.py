@@ -269,20 +269,20 @@ def test_smoke_book_images_and_glue_render(smoke_book):
     root, _ = smoke_book
     html = root / "_build" / "html"
     n_images = 0
-    for page in html.rglob("*.html"):
-        text = page.read_text()
+    for html_page in html.rglob("*.html"):
+        text = html_page.read_text()
         for src in re.findall(r"<img[^>]*\bsrc=\"([^\"]+)\"", text):
-            assert not src.startswith(("http://", "https://", "//")), f"{page}: image needs the internet: {src}"
+            assert not src.startswith(("http://", "https://", "//")), f"{html_page}: image needs the internet: {src}"
             if src.startswith("data:"):
                 continue
             n_images += 1
-            assert (page.parent / src.split("#")[0].split("?")[0]).is_file(), f"{page}: missing image {src}"
-        assert "{glue" not in text, f"{page}: a glue role was not rendered"
+            assert (html_page.parent / src.split("#")[0].split("?")[0]).is_file(), f"{html_page}: missing image {src}"
+        assert "{glue" not in text, f"{html_page}: a glue role was not rendered"
     assert n_images >= 15
     # figures glued from the notebooks into the paper pages
-    for page, count in (("position_shift", 1), ("retrieval", 2), ("word_importance", 1)):
-        text = (html / "book" / "paper" / f"{page}.html").read_text()
-        assert len(re.findall(r"<img[^>]*\bsrc=\"[^\"]*_images/", text)) >= count, page
+    for name, count in (("position_shift", 1), ("retrieval", 2), ("word_importance", 1)):
+        text = (html / "book" / "paper" / f"{name}.html").read_text()
+        assert len(re.findall(r"<img[^>]*\bsrc=\"[^\"]*_images/", text)) >= count, name
     # numbers glued into prose: the results page shows the R-sum stored in metrics.json
     metrics = json.loads((root / "runs" / "book" / "smoke-efficientnet_lite0-seed0" / "metrics.json").read_text())
     results = (html / "book" / "generated" / "05_results.html").read_text()

@@ -110,7 +110,6 @@ def test_a_frozen_pixel_path_trains_the_head_on_fresh_crops(tmp_path):
     assert not source.pool(model.backbone, first).requires_grad
     phase = phases_of(cfg, "paper")[0]
     gen = torch.Generator().manual_seed(0)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     model.backbone.eval()
     stats = train_step(Forward(model, source), model, source, split, EpochPlan(split, cfg, gen).batch(0),

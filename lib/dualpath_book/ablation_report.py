@@ -153,8 +153,8 @@ def load(path: str | Path = ABLATIONS_CSV, *, missing_ok: bool = False) -> pd.Da
     if not path.is_file():
         if missing_ok:
             return pd.DataFrame(columns=["arm", "seed", "status", *METRICS])
-        raise DataError(f"{path} not found: run `make ablations` to produce it (about ten hours on "
-                        f"two cores; it resumes where it stopped)")
+        raise DataError(f"{path} not found: run `make ablations` to produce it (an estimated "
+                        f"11 hours on two cores; it resumes where it stopped)")
     table = pd.read_csv(path)
     missing = {"arm", "seed", "status", *METRICS} - set(table.columns)
     if missing:
@@ -223,6 +223,45 @@ def phase_table(table: pd.DataFrame, family: Family | str = "loss", metric: str 
                      for m, sd, n in zip(stats["mean"], stats["std"].fillna(0.0), stats["count"])]
         index = stats.index
     return pd.DataFrame(out, index=index)
+
+
+def shared_stage1_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs that start from another arm's Stage I (``stage1_from``), beside that run: their
+    Stage I validation and test R-sum, and whether the phase was reused or trained again (its
+    source's checkpoints were on another machine). Equal numbers show the phase is one phase."""
+    cols = ["arm", "seed", "Stage I", "val R-sum", "source's val R-sum", "test R-sum", "source's test R-sum"]
+    if "stage1_from" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for _, r in table[table["stage1_from"].notna()].sort_values(["arm", "seed"]).iterrows():
+        source_arm, source_seed = str(r["stage1_from"]).split("/")   # '<arm>/seed<k>'
+        src = table[(table["arm"] == source_arm) & (table["seed"] == int(source_seed[len("seed"):]))]
+        mine = (r["stage1.val_rsum"], r["stage1.rsum"])
+        theirs = (src["stage1.val_rsum"].iloc[0], src["stage1.rsum"].iloc[0]) if len(src) else (np.nan, np.nan)
+        rows.append({"arm": r["arm"], "seed": int(r["seed"]),
+                     "Stage I": f"shared with {source_arm}" if bool(r.get("stage1_shared", True)) else "trained again",
+                     "val R-sum": mine[0], "source's val R-sum": theirs[0],
+                     "test R-sum": mine[1], "source's test R-sum": theirs[1]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def shared_stage1_sentence(table: pd.DataFrame) -> str:
+    """One sentence on :func:`shared_stage1_table`: how many runs reused the phase, and whether the
+    ones trained again reached the very numbers of the run they share it with."""
+    t = shared_stage1_table(table).dropna(subset=["source's val R-sum"])
+    if t.empty:
+        return "No arm that shares the reference arm's Stage I has finished yet."
+    again = t[t["Stage I"] == "trained again"]
+    equal = (again["val R-sum"] == again["source's val R-sum"]) & (again["test R-sum"] == again["source's test R-sum"])
+    text = (f"Of the {len(t)} finished runs that share the reference arm's Stage I, "
+            f"{len(t) - len(again)} started from its checkpoint")
+    if again.empty:
+        return text + "."
+    return (text + f" and {len(again)} trained the phase again, on a machine without that checkpoint: "
+            + (f"all {len(again)} reached the very same Stage I validation and test R-sum."
+               if equal.all() else
+               f"{int(equal.sum())} of them reached the same Stage I validation and test R-sum, the others "
+               f"did not (another machine's floating point), so their Stage II starts from another model."))
 
 
 def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFrame:
