@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-smoke central sync
+.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-tables ablations-smoke central sync
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -48,6 +48,9 @@ test: venv                   ## the test suite (CI runs this)
 
 ablations: central          ## the ablation sweep at 5 + 8 of the book's 5 + 15 epochs (grids/ablations.yaml, estimated 11 hours on 2 cores, resumable) -> book/tables/ablations*
 	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs $(SWEEP_JOBS) --restore book/tables
+	$(MAKE) --no-print-directory ablations-tables
+
+ablations-tables: venv      ## the sweep's results so far -> book/tables/ablations.csv + ablations_ranks.npz (commit them; a sweep elsewhere resumes from them)
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
 	$(PY) -m dualpath_book.ablation_report runs/sweeps/ablations --out book/tables/ablations_ranks.npz
 

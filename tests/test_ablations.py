@@ -269,6 +269,9 @@ def test_budget_and_length_views_read_the_arms_of_the_grid():
     ar.budget_plot(t)
     ar.budget_plot(t.iloc[:0])
     assert [ar.epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [(0, 13), (2, 11), (5, 8), (9, 4)]
+    book = sum(ar.epochs_of("budget-paper-100"))
+    for points in ar.BUDGET.arms.values():   # each point's percent is its arm's share of the cpu run's epochs
+        assert {p: round(100 * sum(ar.epochs_of(a)) / book) for p, a in points.items()} == {p: p for p in points}
     ar.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
     ar.length_plot(t.iloc[:0])
 

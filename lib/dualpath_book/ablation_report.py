@@ -484,6 +484,7 @@ def budget_plot(table: pd.DataFrame, budget: Budget = BUDGET):
     mean over seeds, each seed a point."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from dualpath.config import preset
 
     runs = budget_runs(table, budget)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -499,7 +500,9 @@ def budget_plot(table: pd.DataFrame, budget: Budget = BUDGET):
         ax.set_title(budget.title)
         ax.legend(title="phase 1", fontsize=8, title_fontsize=8, frameon=False)
     ax.set_xticks(percents, [f"{p}%" for p in percents])
-    ax.set_xlabel("budget: share of the cpu run's 5 + 15 epochs (points: seeds; line: their mean)")
+    book = preset("cpu")
+    ax.set_xlabel(f"budget: share of the cpu run's {book.stage1_epochs} + {book.stage2_epochs} epochs "
+                  f"(points: seeds; line: their mean)")
     ax.set_ylabel("test R-sum (Flickr8k 1K)")
     fig.tight_layout()
     return fig
