@@ -92,8 +92,9 @@ def test_resume_under_other_threads_says_the_metrics_will_differ(tmp_path: Path)
     run_dir = tmp_path / "run"
     subprocess.run(_train_cmd(run_dir, "--until", "stage1"), check=True, env=ENV, timeout=900)
     threads = json.loads((run_dir / "environment.json").read_text())[0]["torch_threads"]
-    out = subprocess.run(_train_cmd(run_dir), check=True, env={**ENV, "OMP_NUM_THREADS": "1"} if threads > 1
-                         else {**ENV, "OMP_NUM_THREADS": "2"}, timeout=900, capture_output=True, text=True)
+    other = "1" if threads > 1 else "2"   # both variables: torch reads MKL_NUM_THREADS too (OMP 2 + MKL 1 gives 1)
+    out = subprocess.run(_train_cmd(run_dir), check=True, env={**ENV, "OMP_NUM_THREADS": other, "MKL_NUM_THREADS": other},
+                         timeout=900, capture_output=True, text=True)
     assert "resumes under another environment (torch_threads)" in out.stdout + out.stderr
     assert len(json.loads((run_dir / "environment.json").read_text())) == 2
 
