@@ -234,3 +234,4 @@ def test_notebook_paths_resolve_beside_the_grid_file(tmp_path):
     path.write_text(yaml.safe_dump({"notebook": "nb/x.ipynb", "arms": [{"name": "a"}]}))
     grid = load_grid(path)
     assert grid.name == "grid" and grid.seeds == (0,) and grid.arms[0].notebook == tmp_path / "nb" / "x.ipynb"
+

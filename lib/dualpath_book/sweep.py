@@ -82,6 +82,7 @@ import yaml
 
 from dualpath.errors import ConfigError, DualPathError
 from dualpath.evaluate import round_metrics
+from dualpath.hardware import cpu_name
 from dualpath.io import atomic_path, write_json_atomic, write_text_atomic
 
 from .notebook_run import notebook_parameters, run_notebook
@@ -598,15 +599,7 @@ def _git_commit(folder: Path) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.node()} | {cpu} | {_cores()} cpus"
+    return f"{platform.node()} | {cpu_name()} | {_cores()} cpus"
 
 
 def _cores() -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from ..config import Config
 from ..data.corpus import Corpus
 from ..errors import ConfigError, DataError
 from ..evaluate import evaluate_corpus, metric_keys
+from ..hardware import cpu_name
 from ..io import write_json_atomic, write_text_atomic
 from ..models import build_model
 from .inputs import TrainingData, embed_split, image_source, prepare
@@ -43,12 +43,7 @@ TIME_FIELDS = ("samples_s", "epoch_s")   # the columns that differ between equal
 def environment(cfg: Config, cache_files: list[str]) -> dict:
     """What a run's floats depend on besides its config: equal configs trained under equal
     environments give identical metrics, whatever else runs on the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_name()
     return {"torch": torch.__version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "torch_threads": torch.get_num_threads(), "device": str(device_of(cfg)), "cpu": cpu,
             "feature_cache": sorted(cache_files)}
