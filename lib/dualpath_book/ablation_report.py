@@ -12,6 +12,7 @@ appendix: ``grids/ablations_short.yaml``, ``book/tables/ablations_short.csv``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,23 @@ class Family:
     claimed_by: str = "paper"      # a key of CLAIMED_BY: who makes the claim, as far as SPEC can tell
 
 
+def _grid_file(grid_path: str | Path) -> dict:
+    """A grid file's YAML; each text is parsed once, whichever of the readers below asks."""
+    return _parse_grid(Path(grid_path).read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_grid(text: str) -> dict:
+    import yaml   # the grid's arms are the sweep's to validate (sweep.load_grid); here only their names
+
+    return yaml.safe_load(text)
+
+
 def load_families(grid_path: str | Path) -> tuple[Family, ...]:
     """The chapter's pages from a grid file's ``families`` section, each arm checked against the
     grid's arms (a typo would otherwise show as an arm never measured)."""
-    import yaml   # the grid's arms are the sweep's to validate (sweep.load_grid); here only their names
-
     grid_path = Path(grid_path)
-    grid = yaml.safe_load(grid_path.read_text())
+    grid = _grid_file(grid_path)
     arms = {a.get("name") for a in grid.get("arms") or [] if isinstance(a, dict)}
     raw = grid.get("families")
     if not isinstance(raw, list) or not raw:
@@ -96,10 +107,8 @@ class Budget:
 
 
 def load_budget(grid_path: str | Path) -> Budget:
-    import yaml
-
     grid_path = Path(grid_path)
-    grid = yaml.safe_load(grid_path.read_text())
+    grid = _grid_file(grid_path)
     raw = grid.get("budget")
     arms = {a.get("name") for a in grid.get("arms") or [] if isinstance(a, dict)}
     if not isinstance(raw, dict) or not isinstance(raw.get("recipes"), dict):
@@ -115,16 +124,12 @@ def load_budget(grid_path: str | Path) -> Budget:
 
 
 def reference_arm(grid_path: str | Path) -> str:
-    import yaml
-
-    return yaml.safe_load(Path(grid_path).read_text())["reference"]
+    return _grid_file(grid_path)["reference"]
 
 
 def arm_parameters(grid_path: str | Path) -> dict[str, dict]:
     """Each arm's parameters as the sweep passes them: the grid's base, then the arm's own."""
-    import yaml
-
-    grid = yaml.safe_load(Path(grid_path).read_text())
+    grid = _grid_file(grid_path)
     return {a["name"]: {**grid.get("base", {}), **a.get("params", {})} for a in grid["arms"]}
 
 
