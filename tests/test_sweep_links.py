@@ -50,6 +50,22 @@ def test_a_same_as_arm_is_the_other_run_under_its_own_name_and_is_not_run_again(
     assert not (tmp_path / "out" / "g" / "alias" / "seed0" / "metrics.json").exists()
 
 
+def test_a_same_as_arm_is_in_the_table_as_soon_as_its_run_is_done(tmp_path):
+    # a sweep that stops later (a session's end) has committed the alias with its source
+    grid = write_grid(tmp_path, [{"name": "base", "params": {"value": 1.0}},
+                                 {"name": "alias", "same_as": "base", "params": {"value": 1.0}}])
+    results = tmp_path / "out" / "g" / "results.csv"
+    seen: dict[str, set] = {}
+
+    def log(line: str) -> None:
+        if line.endswith("base seed1: started"):
+            table = pd.read_csv(results)
+            seen["rows"] = set(zip(table["arm"], table["seed"]))
+
+    run_sweep(grid, tmp_path / "out", jobs=1, log=log)
+    assert seen["rows"] == {("base", 0), ("alias", 0)}
+
+
 def test_a_same_as_arm_may_name_a_run_of_another_grid_and_checks_its_settings(tmp_path):
     first = write_grid(tmp_path, [{"name": "base", "params": {"value": 1.0}}])
     run_sweep(first, tmp_path / "out", log=lambda line: None)

@@ -417,14 +417,13 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
         if restore is not None:
             restore_runs(runs, restore, log)
         todo = [run for run in runs if _should_run(run, retry_failed, log)]
-        executor = _Executor(jobs, _provenance(grid.path, command), log, grid_dir)
-        aliases = [r for r in todo if r.arm.same_as is not None]
-        # aliases of runs done already, the runs that need no other run first, then those that
-        # start from one, then the aliases whose runs this sweep finished
-        aliases = [r for r in aliases if not _copy_same_run(r, log)]
+        # aliases of runs done already are copied now, the others as soon as their run is done
+        # (so results.csv has them from then on); the runs that need no other run go first
+        aliases = [r for r in todo if r.arm.same_as is not None and not _copy_same_run(r, log)]
+        executor = _Executor(jobs, _provenance(grid.path, command), log, grid_dir, aliases)
         executor.run_all([r for r in todo if not r.arm.needs and r.arm.same_as is None])
         executor.run_all([r for r in todo if r.arm.needs and _sources_done(r, log)])
-        for run in aliases:
+        for run in executor.aliases:   # their runs are not done: say so
             _copy_same_run(run, log, quiet=False)
         table = aggregate(grid_dir)
     log(f"results: {grid_dir / RESULTS}  ({_status_counts(table, {r.arm.name for r in runs})})")
@@ -628,6 +627,7 @@ class _Executor:
     provenance: dict[str, Any]
     log: Log
     grid_dir: Path | None = None   # its results.csv is rewritten after each run
+    aliases: list[Run] = field(default_factory=list)   # same_as arms still waiting for their run
     _stop: threading.Event = field(default_factory=threading.Event)
     _children: set[subprocess.Popen] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -691,8 +691,12 @@ class _Executor:
             tail = _log_tail(run.dir / LOG)
             write_json_atomic(run.dir / FAILED, {**record, "status": "failed", "error": error, "log_tail": tail})
             self.log(f"{run.label}: failed in {wall_s:.1f} s: {error}  (log: {run.dir / LOG})")
-        if self.grid_dir is not None:
-            with self._lock:   # the table is current while the sweep runs: commit results as they come
+        with self._lock:
+            if error is None:
+                for alias in [a for a in self.aliases if a.sibling(a.arm.same_as) == run.dir]:
+                    _copy_same_run(alias, self.log)
+                    self.aliases.remove(alias)
+            if self.grid_dir is not None:   # the table is current while the sweep runs: commit results as they come
                 aggregate(self.grid_dir)
 
     def _execute(self, run: Run, append: bool) -> int:
