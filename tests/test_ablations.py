@@ -212,6 +212,16 @@ def test_budget_sentence_follows_the_presets():
     assert f"trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the training captions" in text
     assert f"({book.stage1_epochs} + {book.stage2_epochs})" in text
     assert "65% of its epochs" in text and "the `cpu-short` preset" in text
+    assert "the whole Stage I and 8 of the 15 Stage II epochs of the book's own run" in text
+    assert "the budget curve adds 25% and 100% of the book's run" in text
+
+
+def test_a_budget_that_cuts_stage_i_says_so():
+    import dataclasses
+    from dualpath.config import preset
+    book = preset("cpu")
+    assert ar.phases_of(dataclasses.replace(book, stage1_epochs=2), book) == \
+        f"2 of the {book.stage1_epochs} Stage I epochs and the whole Stage II"
 
 
 def _ranks(hits: dict[str, list[int]], images: int = 40) -> dict:

@@ -604,21 +604,40 @@ def budget_sentence() -> str:
     from dualpath.config import preset
 
     ours, book, full = preset(BUDGET_PRESET), preset("cpu"), preset("paper")
+    own = round(100 * _epochs(ours) / _epochs(book))
+    others = sorted({p for points in BUDGET.arms.values() for p in points} - {own})
     return (f"**Budget.** Every arm trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the "
             f"training {ours.epoch_unit} with the book recipe's {ours.optimizer.capitalize()} and cosine "
-            f"decay in each phase (the `{BUDGET_PRESET}` preset): the Stage I of the book's own run "
-            f"({book.stage1_epochs} + {book.stage2_epochs}) and {ours.stage2_epochs} of its Stage II "
-            f"epochs, {epoch_share(ours, book)} of its epochs, and {epoch_share(ours, full)} of the "
-            f"official code's {full.stage1_epochs} + {full.stage2_epochs}, each of ours over every "
-            f"caption where the official code drew one caption per image. The Stage I length arms keep "
-            f"the total of {ours.stage1_epochs + ours.stage2_epochs} epochs; the budget curve adds a "
-            f"quarter and the whole of the book's run. A verdict holds on this budget, which is why "
+            f"decay in each phase (the `{BUDGET_PRESET}` preset): {phases_of(ours, book)} of the book's own "
+            f"run ({book.stage1_epochs} + {book.stage2_epochs}), {epoch_share(ours, book)} of its epochs, and "
+            f"{epoch_share(ours, full)} of the official code's {full.stage1_epochs} + {full.stage2_epochs}, "
+            f"each of ours over every caption where the official code drew one caption per image. The Stage I "
+            f"length arms keep the total of {_epochs(ours)} epochs; the budget curve adds "
+            f"{_and(f'{p}%' for p in others)} of the book's run. A verdict holds on this budget, which is why "
             f"each sentence says so when it contradicts a claim.")
+
+
+def phases_of(part, whole) -> str:
+    """Config ``part``'s two phases as a part of ``whole``'s, e.g. 'the Stage I and 8 of the 15
+    Stage II epochs'."""
+    def phase(name: str, n: int, of: int) -> str:
+        return f"the whole {name}" if n == of else f"{n} of the {of} {name} epochs"
+    return (f"{phase('Stage I', part.stage1_epochs, whole.stage1_epochs)} and "
+            f"{phase('Stage II', part.stage2_epochs, whole.stage2_epochs)}")
+
+
+def _epochs(config) -> int:
+    return config.stage1_epochs + config.stage2_epochs
+
+
+def _and(words) -> str:
+    words = list(words)
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def epoch_share(part, whole) -> str:
     """Epochs of config ``part`` as a share of config ``whole``'s, e.g. '1.7%' or '65%'."""
-    share = 100 * (part.stage1_epochs + part.stage2_epochs) / (whole.stage1_epochs + whole.stage2_epochs)
+    share = 100 * _epochs(part) / _epochs(whole)
     return f"{share:.1f}%" if share < 10 else f"{share:.0f}%"
 
 
