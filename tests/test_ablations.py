@@ -313,3 +313,15 @@ def test_runs_sharing_stage1_are_shown_beside_their_source():
     assert "1 of them reached the same" in sentence    # weights-1-1-1 seed 1 did not: 51.5 vs 51.0
     t.loc[4, "stage1.val_rsum"] = 51.0
     assert "all 2 reached the very same" in ar.shared_stage1_sentence(t)
+
+
+def test_the_cost_of_a_stage1_epoch_is_the_slope_over_the_length_arms():
+    # 900 s at 0 + 13, 80 s more per epoch moved to Stage I; a resumed run's seconds are partial
+    rows = [{"arm": arm, "seed": seed, "status": "done", "resumed": False,
+             "train_s": 900.0 + 80.0 * ar.epochs_of(arm)[0] + (seed - 1)}
+            for arm in ar.FAMILY["stage1_length"].arms for seed in (0, 1, 2)]
+    rows.append({"arm": "stage1-2", "seed": 3, "status": "done", "resumed": True, "train_s": 10.0})
+    text = ar.phase_cost_sentence(pd.DataFrame(rows))
+    assert "added about 80 s of training to the 0 + 13 arm's 900 s" in text and "12 runs" in text
+    one_arm = pd.DataFrame([r for r in rows if r["arm"] == "stage1-0"])
+    assert "not measured yet" in ar.phase_cost_sentence(one_arm)

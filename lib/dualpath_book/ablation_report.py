@@ -565,6 +565,24 @@ def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length"):
     return fig
 
 
+def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_length") -> str:
+    """What moving one epoch from Stage II to Stage I costs: the slope of a least-squares line
+    through the training seconds of the family's runs against their Stage I epochs (the family
+    keeps the total fixed, so the slope is all a fit can tell apart from the fixed costs)."""
+    family = _family(family)
+    runs = table[table["arm"].isin(family.arms) & (table["status"] == "done") & ~table["resumed"].astype(bool)]
+    stage1 = np.array([epochs_of(arm)[0] for arm in runs["arm"]], dtype=float)
+    (total,) = {sum(epochs_of(arm)) for arm in family.arms}
+    if len(set(stage1)) < 2:
+        return "What a Stage I epoch costs is not measured yet (it needs two arms of this family)."
+    slope, zero = np.polyfit(stage1, runs["train_s"].to_numpy(float), 1)
+    return (f"On the sweep's machine, with another run beside each, every epoch moved from Stage II to "
+            f"Stage I added about {slope:.0f} s of training to the 0 + {total} arm's {zero:.0f} s (a "
+            f"least-squares line through the training seconds of this family's {len(runs)} runs not "
+            f"resumed midway): Stage I's 6,000-way classifier on both branches costs more than the ranking "
+            f"loss, so the arms with a longer Stage I also train longer.")
+
+
 def reference_check(table: pd.DataFrame, arm: str = REFERENCE) -> str:
     """Whether the reference arm learned at this budget: its best validation R-sum per seed against
     :data:`REFERENCE_SHARE` of the book run's (the last row of ``book_runs.csv``)."""
