@@ -325,3 +325,22 @@ def test_the_cost_of_a_stage1_epoch_is_the_slope_over_the_length_arms():
     assert "added about 80 s of training to the 0 + 13 arm's 900 s" in text and "12 runs" in text
     one_arm = pd.DataFrame([r for r in rows if r["arm"] == "stage1-0"])
     assert "not measured yet" in ar.phase_cost_sentence(one_arm)
+
+
+def test_the_budget_verdict_says_whether_the_ordering_turns_with_the_budget():
+    def table(paper_minus_ranking: dict[int, float]):
+        rows = []
+        for recipe, points in ar.BUDGET.arms.items():
+            for percent, arm in points.items():
+                if percent in paper_minus_ranking:
+                    shift = paper_minus_ranking[percent] if recipe == "paper" else 0.0
+                    rows += [(arm, s, 100.0 + shift + s) for s in range(3)]
+        return _table(rows)
+
+    low, mid, top = sorted(ar.BUDGET.arms["paper"])
+    turns = ar.budget_verdict(table({low: -10.0, mid: 20.0, top: 12.0}))
+    assert f"at {low}% -10.0 (behind; ahead on 0 of 3 seeds)" in turns
+    assert turns.endswith(f"The ordering depends on the budget: ahead at {mid}% and {top}%, behind at {low}%.")
+    assert ar.budget_verdict(table({mid: 20.0, top: 12.0})).endswith("holds at every budget measured so far.")
+    assert ar.budget_verdict(table({low: 0.5, mid: 20.0, top: 12.0})).endswith("not settled over budgets.")
+    assert ar.budget_verdict(table({top: 12.0})).endswith("needs two measured points.")

@@ -517,7 +517,7 @@ def budget_verdict(table: pd.DataFrame, budget: Budget = BUDGET, better: str = "
                    worse: str = "ranking") -> str:
     """One sentence per budget with every seed finished: the central claim's difference there."""
     runs = budget_runs(table, budget)
-    parts = []
+    parts, words = [], {}
     for percent in sorted(budget.arms[better]):
         b = runs[(runs.recipe == budget.labels[better]) & (runs.percent == percent)].set_index("seed")["rsum"]
         w = runs[(runs.recipe == budget.labels[worse]) & (runs.percent == percent)].set_index("seed")["rsum"]
@@ -528,8 +528,27 @@ def budget_verdict(table: pd.DataFrame, budget: Budget = BUDGET, better: str = "
         spread = max(b.std(ddof=1), w.std(ddof=1))
         diff = b.mean() - w.mean()
         word = "ahead" if diff > spread else "behind" if diff < -spread else "within the seed spread"
+        words[percent] = word
         parts.append(f"at {percent}% {diff:+.1f} ({word}; ahead on {int((paired > 0).sum())} of {len(paired)} seeds)")
-    return (f"Test R-sum of {budget.labels[better]} minus {budget.labels[worse]}: " + "; ".join(parts) + ".")
+    return (f"Test R-sum of {budget.labels[better]} minus {budget.labels[worse]}: " + "; ".join(parts) + ". "
+            + _ordering(words, len(budget.arms[better])))
+
+
+def _ordering(words: dict[int, str], points: int) -> str:
+    """Whether the claim's ordering holds at every measured budget or turns with it."""
+    if len(words) < 2:
+        return "The ordering over budgets needs two measured points."
+    kinds = set(words.values())
+    rest = "" if len(words) == points else " measured so far"
+    if kinds == {"ahead"}:
+        return f"The ordering holds at every budget{rest}."
+    if kinds == {"behind"}:
+        return f"The ordering is reversed at every budget{rest}."
+    if {"ahead", "behind"} <= kinds:
+        ahead = _and(f"{p}%" for p, w in words.items() if w == "ahead")
+        behind = _and(f"{p}%" for p, w in words.items() if w == "behind")
+        return f"The ordering depends on the budget: ahead at {ahead}, behind at {behind}."
+    return "Within the seed spread at some budget, so the ordering is not settled over budgets."
 
 
 def epochs_of(arm: str) -> tuple[int, int]:
