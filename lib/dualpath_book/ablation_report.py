@@ -641,7 +641,7 @@ def budget_sentence() -> str:
     from dualpath.config import preset
 
     ours, book, full = preset(BUDGET_PRESET), preset("cpu"), preset("paper")
-    own = round(100 * _epochs(ours) / _epochs(book))
+    own = round(_percent(ours, book))   # the chapter's own point of the budget curve
     others = sorted({p for points in BUDGET.arms.values() for p in points} - {own})
     return (f"**Budget.** Every arm trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the "
             f"training {ours.epoch_unit} with the book recipe's {ours.optimizer.capitalize()} and cosine "
@@ -667,6 +667,10 @@ def _epochs(config) -> int:
     return config.stage1_epochs + config.stage2_epochs
 
 
+def _percent(part, whole) -> float:
+    return 100 * _epochs(part) / _epochs(whole)
+
+
 def _and(words) -> str:
     words = list(words)
     return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
@@ -674,7 +678,7 @@ def _and(words) -> str:
 
 def epoch_share(part, whole) -> str:
     """Epochs of config ``part`` as a share of config ``whole``'s, e.g. '1.7%' or '65%'."""
-    share = 100 * _epochs(part) / _epochs(whole)
+    share = _percent(part, whole)
     return f"{share:.1f}%" if share < 10 else f"{share:.0f}%"
 
 
