@@ -102,6 +102,16 @@ def test_prose_numbers_are_glued(path):
         assert not re.search(r"\d", text), f"{path.name}: a number typed in prose: {text!r}"
 
 
+def test_cross_page_glue_roles_carry_a_format():
+    """myst-nb splits a role's format at its last colon, so `nb.ipynb::key` with none looks up the key
+    'nb.ipynb:' and the build fails; only the smoke book build would notice, minutes later."""
+    roles = [(md, ref) for md in sorted((REPO_ROOT / "book").rglob("*.md"))
+             for ref in re.findall(r"\{glue:\w+\}`([^`]*::[^`]*)`", md.read_text())]
+    assert roles, "no cross-page glue role found: the pattern no longer matches the pages"
+    bare = [f"{md.relative_to(REPO_ROOT)}: {ref}" for md, ref in roles if ":" not in ref.split("::", 1)[1]]
+    assert not bare, "cross-page glue roles without a format (add :s, :d or :.1f): " + "; ".join(bare)
+
+
 # ----------------------------------------------------------------------------- pipeline units
 def test_notebook_config(tmp_path, monkeypatch):
     monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
