@@ -322,7 +322,7 @@ def test_the_cost_of_a_stage1_epoch_is_the_slope_over_the_length_arms():
             for arm in ar.FAMILY["stage1_length"].arms for seed in (0, 1, 2)]
     rows.append({"arm": "stage1-2", "seed": 3, "status": "done", "resumed": True, "train_s": 10.0})
     text = ar.phase_cost_sentence(pd.DataFrame(rows))
-    assert "added about 80 s of training to the 0 + 13 arm's 900 s" in text and "12 runs" in text
+    assert "added about 80 s of training to the 900 s the line gives the 0 + 13 arm" in text and "12 runs" in text
     one_arm = pd.DataFrame([r for r in rows if r["arm"] == "stage1-0"])
     assert "not measured yet" in ar.phase_cost_sentence(one_arm)
 

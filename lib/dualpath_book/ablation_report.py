@@ -596,8 +596,8 @@ def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_leng
         return "What a Stage I epoch costs is not measured yet (it needs two arms of this family)."
     slope, zero = np.polyfit(stage1, runs["train_s"].to_numpy(float), 1)
     return (f"On the sweep's machine, with another run beside each, every epoch moved from Stage II to "
-            f"Stage I added about {slope:.0f} s of training to the 0 + {total} arm's {zero:.0f} s (a "
-            f"least-squares line through the training seconds of this family's {len(runs)} runs not "
+            f"Stage I added about {slope:.0f} s of training to the {zero:.0f} s the line gives the 0 + {total} "
+            f"arm (a least-squares line through the training seconds of this family's {len(runs)} runs not "
             f"resumed midway): Stage I's 6,000-way classifier on both branches costs more than the ranking "
             f"loss, so the arms with a longer Stage I also train longer.")
 
