@@ -413,3 +413,12 @@ def test_setup_reads_the_parameters_by_name(tmp_path, monkeypatch):
     del namespace["overrides"]
     with pytest.raises(ConfigError, match=r"defines no \['overrides'\]"):
         page.setup(namespace, show=False)
+
+
+def test_a_page_gluing_from_a_notebook_depends_on_it():
+    # a page's cross-page glue roles make its notebook a Sphinx dependency, so new results rebuild it
+    from dualpath_book.site.gluedeps import notebooks_glued
+
+    page = REPO_ROOT / "book" / "ablations" / "weights.md"
+    assert notebooks_glued(page.read_text(), page) == [REPO_ROOT / "book" / "generated" / "06_ablations.ipynb"]
+    assert notebooks_glued("no glue here, only `code`", page) == []
