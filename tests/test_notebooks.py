@@ -105,10 +105,12 @@ def test_prose_numbers_are_glued(path):
 def test_cross_page_glue_roles_carry_a_format():
     """myst-nb splits a role's format at its last colon, so `nb.ipynb::key` with none looks up the key
     'nb.ipynb:' and the build fails; only the smoke book build would notice, minutes later."""
-    roles = [(md, ref) for md in sorted((REPO_ROOT / "book").rglob("*.md"))
-             for ref in re.findall(r"\{glue:\w+\}`([^`]*::[^`]*)`", md.read_text())]
+    from dualpath_book.site.gluedeps import CROSS_PAGE_ROLE
+
+    roles = [(md, notebook, key) for md in sorted((REPO_ROOT / "book").rglob("*.md"))
+             for notebook, key in CROSS_PAGE_ROLE.findall(md.read_text())]
     assert roles, "no cross-page glue role found: the pattern no longer matches the pages"
-    bare = [f"{md.relative_to(REPO_ROOT)}: {ref}" for md, ref in roles if ":" not in ref.split("::", 1)[1]]
+    bare = [f"{md.relative_to(REPO_ROOT)}: {notebook}::{key}" for md, notebook, key in roles if ":" not in key]
     assert not bare, "cross-page glue roles without a format (add :s, :d or :.1f): " + "; ".join(bare)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-CROSS_PAGE = re.compile(r"`([^`:]+\.ipynb)::")
+# {glue:text}`<notebook>::<key>[:<format>]`: group 1 the notebook, group 2 the key and its format
+CROSS_PAGE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]*?)::([^`]*)`")
 
 
 def notebooks_glued(source: str, page: Path) -> list[Path]:
     """The notebooks a page's cross-page glue roles read, resolved against the page's folder."""
-    return sorted({(page.parent / ref).resolve() for ref in CROSS_PAGE.findall(source)})
+    return sorted({(page.parent / ref).resolve() for ref, _ in CROSS_PAGE_ROLE.findall(source)})
 
 
 def _note(app, docname: str, source: list[str]) -> None:
