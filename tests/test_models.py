@@ -230,6 +230,60 @@ def test_text_cnn_bad_config():
         TextCNN(10, blocks=(3, 4, 6))
 
 
+def test_zero_init_residual_starts_every_block_as_its_shortcut():
+    """The deep text CNN's fix (book/differences.md): with ``zero_init_residual`` the last BN of every
+    residual branch starts at gamma 0, so at initialisation each block is ReLU(shortcut(x)) and
+    3-4-6-1 starts as a stack of its projections. Without it, the branch adds unit variance per block."""
+    ids = torch.randint(1, 50, (6, 32))
+    for zero in (True, False):
+        model = small_text(zero_init_residual=zero).train()
+        x = model.embed(ids)
+        for block in model.blocks_in_order():
+            out = block(x)
+            through_shortcut = torch.relu(block._shortcut(x))
+            assert torch.equal(out, through_shortcut) == zero
+            assert torch.all(block.bn3.weight == (0.0 if zero else 1.0))
+            x = out
+        assert all(torch.all(m.weight == 1) for m in model.modules()
+                   if isinstance(m, torch.nn.BatchNorm1d) and not any(m is b.bn3 for b in model.blocks_in_order()))
+
+
+def test_zero_init_residual_is_a_config_key_off_by_default():
+    from dualpath.config import Config, preset
+    from dualpath.models import build_model
+
+    assert Config().text_zero_init is False   # the paper's initialisation
+    cfg = preset("smoke", text_zero_init=True)
+    model = build_model(cfg, 40, 5, embed_dim=16)
+    assert all(torch.all(b.bn3.weight == 0) for b in model.text_cnn.blocks_in_order())
+
+
+def test_word_pooling_ignores_positions_out_of_reach_of_every_word():
+    """``pool='words'``: the max runs only over output positions whose receptive field (the 1x2 convs
+    read t - 1 and t, strides keep every second position) holds a word; 'all' is the paper's."""
+    model = small_text(pool="words").eval()
+    ids = torch.zeros(3, 32, dtype=torch.long)
+    ids[0, 3:9] = torch.arange(1, 7)
+    ids[1, 20:32] = torch.arange(1, 13)
+    # row 2: an empty caption pools over every position rather than over nothing
+    with torch.no_grad():
+        x = model.stages(model.embed(ids))
+        pooled = model(ids)["feat"]
+        reach = ids != 0
+        for block in model.blocks_in_order():
+            reach = block.reach(reach)
+        assert reach.shape == (3, 8)
+        # words at 3..8: each of the 14 blocks reaches one position further right, the strides halve
+        # the positions (3..11, then 2..9 of 16, then 1..7 of 8): only what lies left of the first
+        # word is out of reach in the deep network
+        assert reach[0].nonzero().squeeze(1).tolist() == [1, 2, 3, 4, 5, 6, 7]
+        assert reach[1].nonzero().squeeze(1).tolist() == [5, 6, 7]
+        expect = torch.stack([x[0, reach[0]].amax(0), x[1, reach[1]].amax(0), x[2].amax(0)])
+        torch.testing.assert_close(pooled, model.fc5_2_bn(model.fc5_2(expect)))
+    with pytest.raises(ConfigError, match="pool"):
+        small_text(pool="mean")
+
+
 def test_he_normal_fan_out_init():
     model = TextCNN(100, width=1.0)
     torch.testing.assert_close(model.fc5_2.weight.std().item(), math.sqrt(2 / 2048), rtol=0.02, atol=0)

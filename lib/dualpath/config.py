@@ -35,7 +35,8 @@ LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "gra
               "stage1_negatives": "", "rank_features": "act",
               "image_input_dropout": 0.0, "text_input_dropout": 0.0,
               "train_images": "cached", "vocab_needs_vector": False,
-              "loader_workers": 0, "channels_last": False, "compile": False}
+              "loader_workers": 0, "channels_last": False, "compile": False,
+              "text_zero_init": False, "text_pool": "all", "amp_cpu": False}
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Config:
     image_size: int = 224
     text_width: float = 0.25          # multiplier on the paper's text-CNN channel widths
     text_blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 1])
+    text_zero_init: bool = False      # the last BN of each residual branch starts at gamma 0 (not in the paper)
+    text_pool: str = "all"            # 'all': max over every position (the paper) | 'words': only where a word is in reach
     embed_dim: int = 0                # 0: the word-vector dimension (300 when random)
     feature_dim: int = 2048           # the shared embedding size of both branches
     dropout: float = 0.75             # SPEC 1.1: Flickr30k 0.75
@@ -109,6 +112,7 @@ class Config:
     seed: int = 0
     device: str = "auto"              # 'auto' | 'cpu' | 'cuda'
     amp: bool = True                  # bf16 autocast, on CUDA only
+    amp_cpu: bool = False             # bf16 autocast of the training step on the CPU too (pays with AVX-512 BF16 / AMX)
     channels_last: bool = False       # the backbone's convolutions and images in NHWC (faster with autocast on recent GPUs)
     compile: bool = False             # torch.compile the backbone of a phase that decodes images
     num_threads: int = 0              # torch threads; 0 = all cores
@@ -134,6 +138,7 @@ class Config:
             (0.0 <= self.image_input_dropout < 1.0, "image_input_dropout", "in [0, 1)"),
             (0.0 <= self.text_input_dropout < 1.0, "text_input_dropout", "in [0, 1)"),
             (self.text_width > 0, "text_width", "positive"),
+            (self.text_pool in ("all", "words"), "text_pool", "'all' (every position, the paper) or 'words'"),
             (len(self.text_blocks) == 4 and all(b >= 1 for b in self.text_blocks),
              "text_blocks", "four positive block counts, e.g. [3, 4, 6, 1]"),
             (self.stage1_epochs >= 0, "stage1_epochs", ">= 0"),

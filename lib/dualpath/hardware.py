@@ -29,3 +29,13 @@ def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"
     return name
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX), where bfloat16 autocast
+    (``Config.amp_cpu``) pays; without it oneDNN emulates bfloat16 and is slower than float32."""
+    try:
+        flags = Path(cpuinfo).read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -20,7 +20,8 @@ def build_model(cfg: Config, vocab_size: int, n_classes: int, embedding_init=Non
                      bn_momentum=cfg.bn_momentum, input_dropout=cfg.image_input_dropout)
     text = TextCNN(vocab_size, embed_dim, cfg.max_len, cfg.text_width, tuple(cfg.text_blocks),
                    cfg.feature_dim, cfg.dropout, embedding_init=embedding_init,
-                   bn_momentum=cfg.bn_momentum, input_dropout=cfg.text_input_dropout)
+                   bn_momentum=cfg.bn_momentum, input_dropout=cfg.text_input_dropout,
+                   zero_init_residual=cfg.text_zero_init, pool=cfg.text_pool)
     return DualPathModel(head, text, n_classes, shared_classifier=cfg.shared_classifier,
                          classifier_bias=cfg.classifier_bias,
                          classifier_scale=cfg.classifier_scale, backbone=backbone)

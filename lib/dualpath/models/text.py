@@ -22,6 +22,7 @@ STAGE_OUT = (256, 512, 1024, 2048)
 STAGE_FIRST_MID = (128, 512, 1024, 2048)
 STAGE_MID = (64, 128, 256, 512)
 STAGE_STRIDE = (1, 2, 2, 1)
+POOLS = ("all", "words")
 
 
 def scaled(channels: int, width: float) -> int:
@@ -83,7 +84,8 @@ class Bottleneck(nn.Module):
     on a CPU, measured in benchmarks/bench_text_cnn.py).
     """
 
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int, eps: float, momentum: float) -> None:
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int, eps: float, momentum: float,
+                 zero_init_residual: bool = False) -> None:
         super().__init__()
         self.stride = stride
         self.conv1 = nn.Conv1d(in_ch, mid_ch, 1, bias=False)
@@ -92,6 +94,9 @@ class Bottleneck(nn.Module):
         self.bn2 = bn(mid_ch, eps, momentum)
         self.conv3 = nn.Conv1d(mid_ch, out_ch, 1, bias=False)
         self.bn3 = bn(out_ch, eps, momentum)
+        if zero_init_residual:
+            # the block starts as its shortcut, so a deep stack starts as a shallow one (Goyal et al. 2017)
+            nn.init.zeros_(self.bn3.weight)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_ch != out_ch:
             self.shortcut = nn.Sequential(nn.Conv1d(in_ch, out_ch, 1, stride=stride, bias=False),
@@ -111,6 +116,12 @@ class Bottleneck(nn.Module):
             return x
         conv, norm = self.shortcut
         return _bn_rows(norm, _conv1x1(conv, x[:, ::self.stride]))
+
+    def reach(self, words: torch.Tensor) -> torch.Tensor:
+        """Word mask [B, L] -> mask [B, ceil(L / stride)] of the outputs that see a word (the 1x2 conv
+        reads t - 1 and t)."""
+        prev = F.pad(words, (1, 0))[:, :-1]
+        return (words | prev)[:, ::self.stride]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, L, C_in] -> [B, ceil(L / stride), C_out]."""
@@ -133,13 +144,20 @@ class TextCNN(nn.Module):
         dropout: drop probability after fc5_2.
         embedding_init: optional word vectors [vocab_size, embed_dim].
         bn_eps, bn_momentum: BatchNorm settings of every BN here.
+        zero_init_residual: start the last BN of every residual branch at gamma 0 (not in the paper).
+        pool: 'all' max-pools over every position, as MatConvNet's pooling over the whole map (the
+            paper); 'words' only over the positions whose receptive field holds a word.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 300, length: int = 32, width: float = 1.0,
                  blocks: Sequence[int] = (3, 4, 6, 1), out_dim: int = 2048, dropout: float = 0.75,
                  embedding_init: np.ndarray | torch.Tensor | None = None,
-                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM, input_dropout: float = 0.0) -> None:
+                 bn_eps: float = 1e-5, bn_momentum: float = BN_MOMENTUM, input_dropout: float = 0.0,
+                 zero_init_residual: bool = False, pool: str = "all") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ConfigError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         if len(blocks) != len(STAGE_OUT) or min(blocks) < 1:
             raise ConfigError(f"blocks must be {len(STAGE_OUT)} positive counts (paper: 3,4,6,1), got {blocks}")
         if width <= 0:
@@ -149,7 +167,7 @@ class TextCNN(nn.Module):
 
         self.embedding = WordEmbedding(vocab_size, embed_dim)
         self.embedding_bn = bn(embed_dim, bn_eps, bn_momentum)
-        self.stages = nn.Sequential(*self._build_stages(bn_eps, bn_momentum))
+        self.stages = nn.Sequential(*self._build_stages(bn_eps, bn_momentum, zero_init_residual))
         self.channels = scaled(STAGE_OUT[-1], width)
         self.fc5_2 = nn.Linear(self.channels, out_dim, bias=False)
         self.fc5_2_bn = bn(out_dim, bn_eps, bn_momentum)
@@ -161,15 +179,19 @@ class TextCNN(nn.Module):
         if embedding_init is not None:
             self.embedding.load_vectors(embedding_init)
 
-    def _build_stages(self, eps: float, momentum: float) -> list[nn.Sequential]:
+    def _build_stages(self, eps: float, momentum: float, zero: bool) -> list[nn.Sequential]:
         stages, in_ch = [], self.embed_dim
         for n, out, first_mid, mid, stride in zip(self.blocks, STAGE_OUT, STAGE_FIRST_MID, STAGE_MID, STAGE_STRIDE):
             out_ch = scaled(out, self.width)
-            layers = [Bottleneck(in_ch, scaled(first_mid, self.width), out_ch, stride, eps, momentum)]
-            layers += [Bottleneck(out_ch, scaled(mid, self.width), out_ch, 1, eps, momentum) for _ in range(n - 1)]
+            layers = [Bottleneck(in_ch, scaled(first_mid, self.width), out_ch, stride, eps, momentum, zero)]
+            layers += [Bottleneck(out_ch, scaled(mid, self.width), out_ch, 1, eps, momentum, zero)
+                       for _ in range(n - 1)]
             stages.append(nn.Sequential(*layers))
             in_ch = out_ch
         return stages
+
+    def blocks_in_order(self) -> list[Bottleneck]:
+        return [block for stage in self.stages for block in stage]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Word ids [B, L] -> BN'd embeddings [B, L, embed_dim] (no ReLU, SPEC §1.2), then the input dropout."""
@@ -177,7 +199,13 @@ class TextCNN(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.stages(self.embed(ids))
-        # max over all positions, padding ones included, as MatConvNet's pooling over the whole map
+        if self.pool == "words":
+            words = ids != 0
+            for block in self.blocks_in_order():
+                words = block.reach(words)
+            words = words | ~words.any(dim=1, keepdim=True)   # an empty caption: every position
+            x = x.masked_fill(~words[:, :, None], float("-inf"))
+        # 'all': max over all positions, padding ones included, as MatConvNet's pooling over the whole map
         pooled = x.amax(dim=1)
         feat = self.fc5_2_bn(self.fc5_2(pooled))
         act = torch.relu(feat)

@@ -209,7 +209,7 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     ids = split.encode(captions, cfg.train_shift, gen)
     shard = shard_rows(len(batch), rank, world, paired)
     labels_img, labels_txt = labels_img[shard], labels_txt[shard]
-    with _autocast(device, cfg.amp):
+    with _autocast(device, cfg):
         img, txt, log_img, log_txt = forward(x_all[shard].to(device, non_blocking=True), ids[shard].to(device))
         if log_img is None:
             l_img = l_txt = torch.zeros((), device=device)
@@ -281,7 +281,8 @@ def device_of(cfg: Config) -> torch.device:
     return torch.device(cfg.device)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if device.type == "cuda" and amp:
+def _autocast(device: torch.device, cfg: Config):
+    """bf16 autocast of the step: on CUDA with ``amp``, on the CPU with ``amp_cpu``."""
+    if device.type == "cuda" and cfg.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=device.type == "cpu" and cfg.amp_cpu)
