@@ -141,14 +141,18 @@ def test_pixel_embeddings_do_not_depend_on_workers(image_files):
 
 
 def test_the_gpu_preset():
+    """What a Colab GPU runtime trains: the book's recipe (seen to learn on the CPU) at the paper's
+    network size, Stage I on cached views, Stage II end to end on decoded images."""
+    from dualpath.config import CPU_RECIPE
+
     cfg = preset("gpu")
     assert (cfg.dataset, cfg.backbone, cfg.word_vectors) == ("flickr8k", "efficientnet_lite0", "glove50")
-    # the paper's schedule and losses (SPEC 2-3, Flickr30k)
-    assert (cfg.stage1_epochs, cfg.stage2_epochs, cfg.stage2_lr_steps) == (240, 60, [40])
-    assert (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt, cfg.dropout) == (2.0, 1.0, 0.1, 0.75)
-    assert (cfg.negatives, cfg.n_candidates, cfg.margin, cfg.optimizer) == ("paper", 256, 1.0, "sgd")
-    assert (cfg.text_blocks, cfg.text_width) == ([3, 4, 6, 1], 1.0)
-    # Stage I on cached features, Stage II end to end on decoded images through the loader
+    recipe_keys = ("optimizer", "lr", "stage2_lr", "schedule", "classifier_scale", "negatives",
+                   "stage1_negatives", "margin", "rank_features", "epoch_unit", "batch_size",
+                   "lambda_rank", "lambda_img", "lambda_txt", "dropout")
+    assert {k: getattr(cfg, k) for k in recipe_keys} == {k: CPU_RECIPE[k] for k in recipe_keys}
+    # the paper's text CNN, with the start that makes it train
+    assert (cfg.text_blocks, cfg.text_width, cfg.text_zero_init, cfg.feature_dim) == ([3, 4, 6, 1], 1.0, True, 2048)
     assert (cfg.train_images, cfg.finetune_blocks) == ("cached", -1)
     assert cfg.loader_workers > 0 and cfg.amp and cfg.channels_last and cfg.device == "auto"
     backbone = Backbone("id", nn.Identity(), [], 3)
@@ -156,6 +160,15 @@ def test_the_gpu_preset():
     sources = [image_source(p.finetune, cfg, backbone) for p in phases_of(cfg, "paper")]
     assert [type(s).__name__ for s in sources] == ["CachedPooled", "Pixels"]
     assert preset("auto").to_dict() == preset("gpu" if torch.cuda.is_available() else "cpu").to_dict()
+
+
+def test_the_paper_recipe_on_flickr8k_keeps_its_own_preset():
+    cfg = preset("paper-flickr8k")
+    assert (cfg.stage1_epochs, cfg.stage2_epochs, cfg.stage2_lr_steps) == (240, 60, [40])
+    assert (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt, cfg.dropout) == (2.0, 1.0, 0.1, 0.75)
+    assert (cfg.negatives, cfg.n_candidates, cfg.margin, cfg.optimizer) == ("paper", 256, 1.0, "sgd")
+    assert (cfg.text_blocks, cfg.text_width, cfg.text_zero_init) == ([3, 4, 6, 1], 1.0, False)
+    assert (cfg.train_images, cfg.finetune_blocks) == ("cached", -1)
 
 
 # ------------------------------------------------------------- a resumed gpu-preset run on the CPU

@@ -36,8 +36,8 @@ NOTEBOOK_PARAMETERS: dict[str, Parameter] = {
     "download": Parameter(False, "bool", "True: fetch Flickr8k first when no data root holds it (Colab)"),
     "backbone": Parameter("efficientnet_lite0", "str", "image CNN: efficientnet_lite0, resnet50, resnet152 or vgg19"),
     "preset": Parameter("auto", "str", "config preset: auto (gpu where CUDA is present, else cpu); cpu "
-                        "(2-core CPU budget); gpu (the paper's schedule, one GPU); paper, paper-coco or "
-                        "paper-cuhk (official recipes, GPU)"),
+                        "(2-core CPU budget); gpu (the book's recipe at the paper's network size, one GPU); "
+                        "paper-flickr8k, paper, paper-coco or paper-cuhk (official recipes, GPU)"),
     "stage1_epochs": Parameter(None, "Optional[int]", "Stage I epochs (instance loss only); None: the preset's"),
     "stage2_epochs": Parameter(None, "Optional[int]", "Stage II epochs (ranking + instance loss); None: the preset's"),
     "seed": Parameter(0, "int", "random seed of the run"),
