@@ -153,7 +153,10 @@ def test_architecture_figure_follows_config():
     assert "EfficientNet-Lite0" in labels and "1280" in labels
     assert "W_share" not in labels and "123" in labels and "L = 56" in labels
     assert "dropout p = 0.3" in labels            # the cpu preset's input dropout on the pooled feature
-    assert "dropout p = 0.3" not in " ".join(_texts(architecture.architecture_figure(preset("paper"))))
+    paper_labels = " ".join(_texts(architecture.architecture_figure(preset("paper"))))
+    assert "dropout p = 0.3" not in paper_labels
+    # what the ranking loss compares comes from rank_features: post-ReLU in the paper, pre-ReLU in cpu
+    assert "post-ReLU features" in paper_labels and "pre-ReLU features" in labels
     shapes = widths.text_stage_shapes(preset("paper"))
     assert [s["out"] for s in shapes] == [256, 512, 1024, 2048]
     assert [s["positions"] for s in shapes] == [32, 16, 8, 8]

@@ -142,7 +142,8 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
                 f"negatives: {cfg.negatives}", LOSS_COLOR)
     _arrow(ax, (xs_i[3], y_img - h / 2), (rank[0] - 2, y_mid + rank[3] / 2), ls="--", rad=0.1)
     _arrow(ax, (xs_t[7] - 3, y_txt + h / 2), (rank[0] - 2, y_mid - rank[3] / 2), ls="--", rad=0.0)
-    ax.text(60, y_mid + 1.5, "stage II only: L2-normalised post-ReLU features (before dropout)",
+    features = {"act": "post-ReLU", "feat": "pre-ReLU"}[cfg.rank_features]
+    ax.text(60, y_mid + 1.5, f"stage II only: L2-normalised {features} features (before dropout)",
             ha="center", va="center", fontsize=7, style="italic", color="#444444")
     ax.text(60, y_mid - 2.5,
             f"stage I: λ2·L_img + λ3·L_txt ({cfg.stage1_epochs} epochs)   ·   stage II: "
