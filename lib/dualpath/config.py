@@ -293,7 +293,7 @@ PRESETS: dict[str, dict] = {
     #   a cosine classifier (classifier_scale 32, no bias) and dropout 0.5, so the text branch joins
     #       the shared classifier in Stage I instead of the image branch taking it over;
     #   VSE++'s hardest in-batch negative in Stage II, margin 0.2: from a trained start it beats the
-    #       sum over negatives; from chance it does not learn, so a ranking term in phase 1 (the
+    #       sum over negatives; from chance it learns far more slowly, so a ranking term in phase 1 (the
     #       ranking and joint recipes) sums over the negatives (stage1_negatives);
     #   Stage II trains the ranking loss alone (1 : 0 : 0): the 6,000-way classifier more than
     #       doubles the cost of a step, and at equal time ranking alone went further (31 s vs
