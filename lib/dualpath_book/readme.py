@@ -44,7 +44,9 @@ def results_markdown() -> str:
             f"{book_runs.minutes_seconds(r.wall_s)} in all, a Stage I epoch about {r.stage1_epoch_s:.0f} s "
             f"and a Stage II epoch about {r.stage2_epoch_s:.0f} s. Test (Flickr8k 1K, seed 0, one run): "
             f"Stage I R-sum {r.stage1_test_rsum:.1f} (validation {r.stage1_val_rsum:.1f}, text-branch train "
-            f"accuracy {r.stage1_text_acc:.2f}); Stage II R-sum {r.test_rsum:.1f} ({_recalls(test)}).")
+            f"accuracy {r.stage1_text_acc:.2f}); Stage II R-sum {r.test_rsum:.1f} ({_recalls(test)}). "
+            "A `make book` on another machine follows another float trajectory and shows other "
+            "numbers; the spread over seeds below says by how much they may differ.")
     lines.append(ablation_report.seed_spread_sentence() + " The loss comparison at this budget is on "
                  "the book's loss ablation page.")
     base = pd.read_csv(TABLES_DIR / "baselines.csv")
