@@ -155,6 +155,11 @@ def test_scale_sentence_follows_the_config():
     book = scale_sentence(preset("cpu"), paper)
     assert "5 + 15 epochs against the official 240 + 60" in book
     assert "no crops" in book and "frozen in both stages" in book and "dropout 0.3" in book
+    assert "EfficientNet-Lite0 instead of the paper's ResNet-50" in book
+    assert "the ranking loss alone in Stage II" in book and "cosine classifier (scale 32)" in book
+    assert "Stage II loss weights 2 : 1 : 0.1" in scale_sentence(preset("cpu", lambda_img=1.0, lambda_txt=0.1,
+                                                                     lambda_rank=2.0, backbone="resnet50"),
+                                                                paper.replace(lambda_rank=1.0))
     other = scale_sentence(preset("cpu", train_views=4, finetune_blocks=1, negatives="sum",
                                   image_input_dropout=0.0), paper)
     assert "4 cached views" in other and "the top backbone block fine-tuned" in other

@@ -445,10 +445,13 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
     """How ``cfg``'s network and budget differ from the paper preset's, generated from both configs."""
     from dualpath.models.widths import word_vector_dim
 
-    from .literature import word_vector_name
+    from .literature import BACKBONE_NAMES, word_vector_name
 
     parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs against the official "
              f"{paper.stage1_epochs} + {paper.stage2_epochs}"]
+    if cfg.backbone != paper.backbone:
+        parts.append(f"{BACKBONE_NAMES.get(cfg.backbone, cfg.backbone)} instead of the paper's "
+                     f"{BACKBONE_NAMES.get(paper.backbone, paper.backbone)}")
     if cfg.epoch_unit != paper.epoch_unit:
         parts[0] += f" (an epoch over every {cfg.epoch_unit[:-1]}, not every {paper.epoch_unit[:-1]})"
     if list(cfg.text_blocks) != list(paper.text_blocks) or cfg.text_width != paper.text_width:
@@ -457,6 +460,12 @@ def scale_sentence(cfg: Config, paper: Config) -> str:
     if cfg.feature_dim != paper.feature_dim:
         parts.append(f"{cfg.feature_dim}-d embeddings instead of {paper.feature_dim}")
     parts.append(f"{word_vector_dim(cfg)}-d {word_vector_name(cfg)} word vectors instead of the paper's 300-d word2vec")
+    weights = (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt)
+    if weights != (paper.lambda_rank, paper.lambda_img, paper.lambda_txt):
+        parts.append("the ranking loss alone in Stage II" if weights[1:] == (0, 0) else
+                     f"Stage II loss weights {' : '.join(f'{w:g}' for w in weights)}")
+    if cfg.classifier_scale and not paper.classifier_scale:
+        parts.append(f"a cosine classifier (scale {cfg.classifier_scale:g}) instead of the linear one")
     if cfg.negatives != paper.negatives or cfg.margin != paper.margin:
         parts.append(f"{NEGATIVE_NAMES[cfg.negatives]} with margin {cfg.margin:g}")
     if cfg.optimizer != paper.optimizer:
