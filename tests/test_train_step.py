@@ -245,6 +245,31 @@ def test_a_step_trains_and_reports_its_stats():
             assert not torch.equal(before, model.classifier.weight)
 
 
+def test_amp_cpu_runs_the_step_in_bfloat16_and_names_the_run():
+    """``amp_cpu``: the step's matmuls in bfloat16 autocast on the CPU (the weights and the losses
+    stay float32); a key of the run's identity, so a bf16 run never resumes a float32 one."""
+    from dualpath.train.optim import make_optimizer
+
+    split = synthetic_split(24, 5, dim=DIM, vocab_size=VOCAB)
+    seen = []
+    for amp in (False, True):
+        cfg = tiny_cfg(negatives="hardest", epoch_unit="captions", optimizer="adam", lr=1e-3, amp_cpu=amp)
+        model = tiny_model(cfg, 24)
+        hook = model.text_cnn.fc5_2.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        phase = phases_of(cfg, "paper")[1]
+        source = CachedPooled()
+        source.configure(model.backbone)
+        gen = torch.Generator().manual_seed(0)
+        model.train()
+        stats = train_step(Forward(model, source), model, source, split, EpochPlan(split, cfg, gen).batch(0),
+                           phase, cfg, gen, make_optimizer(cfg, model, 1e-3))
+        hook.remove()
+        assert torch.isfinite(torch.tensor(stats["loss"]))
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert seen == [torch.float32, torch.bfloat16]
+    assert tiny_cfg(amp_cpu=True).digest() != tiny_cfg().digest()
+
+
 def test_in_batch_negatives_skip_other_captions_of_the_same_image():
     # one-hot embeddings: every other pair scores 0, far under the margin; rows 0 and 2 are two
     # captions of one image, so without labels each is the other's (violating) negative
