@@ -270,6 +270,22 @@ def test_amp_cpu_runs_the_step_in_bfloat16_and_names_the_run():
     assert tiny_cfg(amp_cpu=True).digest() != tiny_cfg().digest()
 
 
+def test_amp_on_a_gpu_without_bf16_units_trains_float32(monkeypatch):
+    """A T4 (compute capability 7.5) only emulates bf16: ``amp`` leaves its step in float32;
+    an Ampere GPU (8.0) gets bf16 autocast."""
+    from dualpath.train import step
+
+    cfg = tiny_cfg(amp=True)
+    for capability, enabled in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        made = {}
+        monkeypatch.setattr(torch, "autocast", lambda device_type, **kw: made.update(device=device_type, **kw))
+        step._autocast(torch.device("cuda"), cfg)
+        assert made["device"] == "cuda" and made["enabled"] is enabled and made["dtype"] == torch.bfloat16
+        step._autocast(torch.device("cuda"), cfg.replace(amp=False))
+        assert made["enabled"] is False
+
+
 def test_in_batch_negatives_skip_other_captions_of_the_same_image():
     # one-hot embeddings: every other pair scores 0, far under the margin; rows 0 and 2 are two
     # captions of one image, so without labels each is the other's (violating) negative

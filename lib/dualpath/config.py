@@ -111,7 +111,7 @@ class Config:
     # --- run -------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"              # 'auto' | 'cpu' | 'cuda'
-    amp: bool = True                  # bf16 autocast, on CUDA only
+    amp: bool = True                  # bf16 autocast on a CUDA GPU with bf16 units (compute capability 8.0+; float32 on a T4)
     amp_cpu: bool = False             # bf16 autocast of the training step on the CPU too (pays with AVX-512 BF16 / AMX)
     channels_last: bool = False       # the backbone's convolutions and images in NHWC (faster with autocast on recent GPUs)
     compile: bool = False             # torch.compile the backbone of a phase that decodes images

@@ -282,7 +282,15 @@ def device_of(cfg: Config) -> torch.device:
 
 
 def _autocast(device: torch.device, cfg: Config):
-    """bf16 autocast of the step: on CUDA with ``amp``, on the CPU with ``amp_cpu``."""
-    if device.type == "cuda" and cfg.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=device.type == "cpu" and cfg.amp_cpu)
+    """bf16 autocast of the step: on CUDA with ``amp`` where the GPU multiplies bf16 in hardware,
+    on the CPU with ``amp_cpu``."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and gpu_has_bf16(device))
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp_cpu)
+
+
+def gpu_has_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores came with compute capability 8.0 (Ampere). An older GPU, such as the T4 of
+    a free Colab runtime, only emulates bf16, slower than float32, so ``amp`` trains float32 there
+    (``torch.cuda.is_bf16_supported()`` says True on a T4: it counts the emulation)."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
