@@ -138,6 +138,7 @@ def scaling_table(args) -> None:
     if cpu_has_bf16():
         precisions["bfloat16"] = torch.bfloat16
     limit = {name: matmul_gflops(dtype) for name, dtype in precisions.items()}
+    rows = []
     print(f"{cpu_name()}; {torch.get_num_threads()} thread(s); preset {args.preset!r} (batch "
           f"{base.batch_size}, heads {base.feature_dim}, {base.optimizer}); {args.images} images x 5 captions")
     print("bare 2048^3 matmul: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in limit.items()))
@@ -157,8 +158,15 @@ def scaling_table(args) -> None:
                     speedup = f"{rate / rates['float32']:13.2f}x" if name != "float32" else ""
                     print(f"{depth.replace(',', '-'):9s}{width:6.3g} {phase.name:7s}{name:10s}{rate:10.0f}"
                           f"{flop / 1e6:13.0f}{gflops:9.0f}{gflops / limit[name]:10.2f}{speedup}", flush=True)
+                    rows.append({"depth": depth.replace(",", "-"), "width": width, "stage": phase.name,
+                                 "precision": name, "samples/s": round(rate), "MFLOP/sample": round(flop / 1e6),
+                                 "GFLOP/s": round(gflops), "of matmul": round(gflops / limit[name], 2)})
     print("GFLOP/s = samples/s x FLOP/sample (matmuls and convolutions of forward and backward); "
           "'of matmul': that over the bare matmul's GFLOP/s of the same precision, same process")
+    if args.csv:
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
 
 
 def against_old(args) -> None:
@@ -190,6 +198,7 @@ def main() -> None:
     ap.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     ap.add_argument("--depths", nargs="+", default=["1,1,1,1", "3,4,6,1"])
     ap.add_argument("--steps", type=int, default=8, help="timed steps per row")
+    ap.add_argument("--csv", help="also write the table to this CSV file (book/tables/train_throughput.csv)")
     ap.add_argument("--against-old", action="store_true")
     ap.add_argument("--negatives", default="sum", choices=["sum", "hardest", "paper"],
                     help="with --against-old: the ranking loss's negatives")

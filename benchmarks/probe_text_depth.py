@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -94,6 +95,26 @@ def pool_on_padding(text_cnn, ids: torch.Tensor) -> float:
         return float((~words.gather(1, arg)).float().mean())
 
 
+def block_table(records: Path, labels: dict[str, str]) -> "pd.DataFrame":
+    """Per block, at initialisation (the first record of each probe): the gradient norm of its
+    weights and the RMS of its output over word positions, one column pair per probe in ``labels``
+    (probe label -> column name). What book/tables/text_depth_blocks.csv holds."""
+    import pandas as pd
+
+    first = {}
+    for line in Path(records).read_text().splitlines():
+        rec = json.loads(line)
+        if rec["label"] in labels and not rec.get("final") and rec["label"] not in first:
+            first[rec["label"]] = rec
+    blocks = next(iter(first.values()))["blocks"]
+    table = pd.DataFrame({"block": list(blocks)})
+    for label, name in labels.items():
+        b = first[label]["blocks"]
+        table[f"gradient norm, {name}"] = [round(b[k]["grad"], 2) for k in blocks]
+        table[f"output RMS at words, {name}"] = [round(b[k]["rms_words"], 2) for k in blocks]
+    return table
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--blocks", default="1,1,1,1")
@@ -104,7 +125,14 @@ def main(argv=None) -> None:
     ap.add_argument("--preset", default="cpu-short")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     ap.add_argument("--label", default="")
+    ap.add_argument("--table", nargs=2, metavar=("RECORDS", "CSV"),
+                    help="write the per-block table of the 3-4-6-1 probes in RECORDS (JSON lines) to CSV and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        block_table(Path(args.table[0]), {"3,4,6,1 w0.25": "gamma 1 (the paper's)",
+                                          "3,4,6,1 w0.25 text_zero_init=true": "gamma 0"}
+                    ).to_csv(args.table[1], index=False)
+        return
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = preset(args.preset, text_blocks=[int(b) for b in args.blocks.split(",")], text_width=args.width,
                  seed=args.seed, progress=False, **{k: parse_value(v) for k, v in overrides.items()})
