@@ -69,9 +69,9 @@ def parse_resources(text: str | None) -> dict[str, float]:
         try:
             resources[name] = float(amount)
         except ValueError:
-            raise ConfigError(f"--resources {text!r}: {item!r} is not NAME=AMOUNT (e.g. GPU=1)") from None
-        if not name or resources[name] <= 0:
-            raise ConfigError(f"--resources {text!r}: {item!r} needs a name and a positive amount (e.g. GPU=1)")
+            name = ""
+        if not name:
+            raise ConfigError(f"--resources {text!r}: {item!r} is not NAME=AMOUNT (e.g. GPU=1)")
     return resources
 
 

@@ -101,13 +101,15 @@ def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: i
         # (so results.csv has them from then on)
         aliases = [r for r in todo if r.arm.same_as is not None and not copy_same_run(r, log)]
         executed = [r for r in todo if r.arm.same_as is None]
-        if executed:
-            recorder = _Recorder(grid_dir, sweep_provenance(grid.path, command), aliases, log)
-            with dask_client(scheduler, jobs, resources, log) as client:
-                _execute(client, executed, recorder.record, resources, log)
-        for run in aliases:   # their runs are not done: say so
-            copy_same_run(run, log, quiet=False)
-        table = aggregate(grid_dir)
+        try:
+            if executed:
+                recorder = _Recorder(grid_dir, sweep_provenance(grid.path, command), aliases, log)
+                with dask_client(scheduler, jobs, resources, log) as client:
+                    _execute(client, executed, recorder.record, resources, log)
+            for run in aliases:   # their runs are not done: say so
+                copy_same_run(run, log, quiet=False)
+        finally:   # interrupted too: the table holds every run recorded so far
+            table = aggregate(grid_dir)
     log(f"results: {grid_dir / RESULTS}  ({_status_counts(table, {r.arm.name for r in runs})})")
     return table
 

@@ -98,8 +98,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
     seeds = _seeds(where, raw.get("seeds", [0]))
     base = _params(where, "base", raw.get("base") or {})
     metrics = _file_name(where, "metrics", raw.get("metrics", "metrics.json"))
-    returns = tuple(_file_name(where, f"returns[{i}]", name)
-                    for i, name in enumerate(_typed(where, "returns", raw.get("returns", []), list)))
+    returns = tuple(_file_name(where, f"returns[{i}]", file)
+                    for i, file in enumerate(_typed(where, "returns", raw.get("returns", []), list)))
     default_nb = raw.get("notebook")
     if default_nb is not None:
         _typed(where, "notebook", default_nb, str)
