@@ -16,13 +16,13 @@ A run that starts from another (``"@<arm>"``) is submitted with that run's task 
 Dask starts it once its source is done, and never when the source failed (it waits for a later
 sweep). Tasks are prioritised in grid order.
 
-What a task does and gives back (:func:`execute_run`): it executes the notebook on its worker, in
+What a task does and gives back (:func:`.task.execute_run`): it executes the notebook on its worker, in
 the run's folder there (the same path; inside the repository, the same place in the worker's
 checkout), and returns the worker's side of the run's record (wall time, machine, versions,
 metrics) with the files the grid keeps (``metrics``, ``returns``). The sweep writes those into its
 own run folder and rewrites ``results.csv`` as each run finishes, so nothing assumes a shared disk.
 Checkpoints stay where the run executed. A notebook that raises fails its task with
-:class:`RunFailed`, recorded in ``FAILED.json`` with its error and the tail of its log; the other
+:class:`.task.RunFailed`, recorded in ``FAILED.json`` with its error and the tail of its log; the other
 runs go on. A worker lost mid-run: Dask runs the task again on another worker (up to
 ``distributed.scheduler.allowed-failures`` times); with a shared run folder it resumes from the
 run's checkpoints like an interrupted run. Ctrl-C (or SIGTERM to the CLI): the running notebooks'
@@ -31,14 +31,9 @@ sweep resumes them.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
-import shutil
 import threading
-import time
-import traceback
 import uuid
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -47,22 +42,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import pandas as pd
 
 from dualpath.errors import ConfigError, DualPathError
-from dualpath.io import write_json_atomic, write_text_atomic
+from dualpath.io import write_text_atomic
 
 from ..layout import REPO_ROOT
-from ..notebook_run import run_notebook
 from .grid import load_grid
-from .plan import Log, Run, copy_same_run, plan_runs, restore_runs, run_status, should_run
-from .results import (DONE, LOG, RESULTS, STARTED, aggregate, cores, machine_provenance, now, read_metrics,
-                      sweep_provenance, write_record)
+from .plan import Log, Run, copy_same_run, plan_runs, restore_runs, should_run
+from .results import DONE, LOG, RESULTS, aggregate, cores, sweep_provenance, write_record
+from .task import RunFailed, execute_run
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
 GRID_COPY = "grid.yaml"
 CONNECT_TIMEOUT_S = 5   # a scheduler address that does not answer fails the sweep after this long
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_LOG_TAIL_LINES = 40
 
 
 def run_sweep(grid_path: str | os.PathLike, out_root: str | os.PathLike, jobs: int | None = None,
@@ -142,8 +134,10 @@ def dask_client(scheduler: str | None, jobs: int | None, resources: dict[str, fl
     # without this, Dask's nannies would set their numpy defaults (one thread, an eager malloc trim)
     # in this process and in every kernel
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+        # the scheduler's web server (a dashboard where bokeh is installed) on a free port of this
+        # machine only: two sweeps at once must not compete for Dask's default 8787
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, resources=resources or None, env=env,
+                               dashboard_address="127.0.0.1:0", resources=resources or None, env=env,
                                silence_logs=logging.ERROR)
     with cluster, Client(cluster, set_as_default=False) as client:
         yield client
@@ -225,92 +219,6 @@ class _Recorder:
         else:
             where = f"  (log: {run.dir / LOG} on {outcome['machine'].split(' | ')[0]})" if "machine" in outcome else ""
             self.log(f"{run.label}: failed{took}: {outcome['error']}{where}")
-
-
-# --------------------------------------------------------------------------- on a worker
-
-
-class RunFailed(Exception):
-    """A run's notebook failed; ``outcome``: the worker's side of its record, with the error."""
-
-    def __init__(self, outcome: dict[str, Any]):
-        super().__init__(outcome["error"])
-        self.outcome = outcome
-
-    def __reduce__(self):   # a task's exception travels pickled to the sweep
-        return RunFailed, (self.outcome,)
-
-
-def execute_run(run: Run, checkout: str, topic: str, *sources: Any) -> dict[str, Any]:
-    """The task of one run, on a worker: execute its notebook in its folder here and return the
-    worker's side of its record with the files the grid keeps (``files``). ``checkout``: the
-    repository of the sweep's machine; ``sources``: the results of the runs this one starts from,
-    passed only so that Dask runs it after them. Raises :class:`RunFailed` when the notebook fails."""
-    from distributed import Event, get_client, get_worker
-
-    run = run.rebased(Path(checkout), REPO_ROOT)
-    state = run_status(run)
-    if state == "done":   # Dask reran a task whose result was lost with its worker: the run is done
-        return json.loads((run.dir / DONE).read_text())
-    resuming = state == "interrupted"
-    if not resuming:
-        shutil.rmtree(run.dir, ignore_errors=True)
-        run.dir.mkdir(parents=True)
-        write_json_atomic(run.dir / STARTED, {"params": run.arm.params, "notebook": run.arm.notebook_label,
-                                              "started_at": now()})
-    get_worker().log_event(topic, f"{run.label}: started")
-    stop = Event(f"{topic}-stop", client=get_client())
-    started_at, t0 = now(), time.monotonic()
-    error = _execute_notebook(run, append=resuming, stopped=stop.is_set)
-    outcome: dict[str, Any] = {"wall_s": round(time.monotonic() - t0, 2), "started_at": started_at,
-                               "resumed": resuming, **machine_provenance()}
-    if error is None:
-        try:
-            outcome["metrics"] = read_metrics(run.dir / run.metrics)
-            outcome["files"] = {name: _returned(run.dir / name) for name in (run.metrics, *run.returns)}
-        except DualPathError as e:
-            error = str(e)
-    outcome["finished_at"] = now()
-    if error is not None:
-        raise RunFailed({**outcome, "error": error, "log_tail": _log_tail(run.dir / LOG)})
-    return outcome
-
-
-def _execute_notebook(run: Run, append: bool, stopped: Callable[[], bool]) -> str | None:
-    """Papermill in this thread, the kernel's output into the run's log; the error, or None."""
-    from papermill.exceptions import PapermillExecutionError
-
-    with open(run.dir / LOG, "a" if append else "w") as log_file:
-        try:
-            run_notebook(run.arm.notebook, run.output_notebook, run.parameters(), log_output=False,
-                         output_file=log_file, stopped=stopped)
-            return None
-        except PapermillExecutionError as e:
-            log_file.write(_ANSI.sub("", "\n".join(e.traceback)) + "\n")
-            error = f"{e.ename}: {e.evalue}"
-        except Exception as e:  # kernel death, unreadable notebook, ...: report, don't hide
-            traceback.print_exc(file=log_file)
-            error = f"{type(e).__name__}: {e}"
-        log_file.write(error + "\n")
-        return error
-
-
-def _returned(path: Path) -> bytes:
-    if not path.is_file():
-        raise DualPathError(f"the notebook finished but wrote no {path.name} in its run_dir {path.parent}")
-    return path.read_bytes()
-
-
-def _log_tail(path: Path) -> list[str]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    lines = [ln.rstrip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
-    return lines[-_LOG_TAIL_LINES:]
-
-
-# --------------------------------------------------------------------------- the sweep's machine
 
 
 def _status_counts(table: pd.DataFrame, arms: set[str]) -> str:
