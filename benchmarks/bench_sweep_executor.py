@@ -50,7 +50,8 @@ def old_grid(folder: Path) -> Path:
 
 def timed(run_sweep, grid: Path, out: Path, jobs: int) -> dict[str, float]:
     t0 = time.perf_counter()
-    table = run_sweep(grid, out, jobs=jobs, log=lambda line: print(f"  {time.perf_counter() - t0:6.1f} s  {line}", flush=True))
+    table = run_sweep(grid, out, jobs=jobs,
+                      log=lambda line: print(f"  {time.perf_counter() - t0:6.1f} s  {line}", flush=True))
     wall = time.perf_counter() - t0
     if len(table) != 4 or (table["status"] != "done").any():
         raise SystemExit(f"the sweep into {out} did not finish its four runs:\n{table[['arm', 'seed', 'status']]}")

@@ -142,7 +142,8 @@ def test_a_worker_killed_mid_run_its_run_resumes_on_another_and_the_grid_complet
             Client(address, timeout=30, set_as_default=False) as client:
         with in_background(sweep_cli(out, "--scheduler", address), smoke_env, tmp_path) as sweep:
             # once a run has a checkpoint, kill the worker running it (its nanny too: the worker is lost)
-            checkpointed = lambda: [p.parent for p in out.glob("smoke/*/seed*/last.pt") if not (p.parent / DONE).exists()]
+            checkpointed = lambda: [p.parent for p in out.glob("smoke/*/seed*/last.pt")
+                                    if not (p.parent / DONE).exists()]
             wait_until(lambda: bool(checkpointed()) or sweep.poll() is not None, 900, "a checkpoint")
             assert sweep.poll() is None, sweep.stdout.read()[-3000:]
             victim = checkpointed()[0]

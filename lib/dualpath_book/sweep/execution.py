@@ -150,10 +150,12 @@ def _say_workers(client: Client, address: str, resources: dict[str, float], log:
     log(f"cluster {address}: {len(workers)} worker(s), {len(able)} of them able to take a run"
         + (f" ({asked})" if asked else ""))
     if not able:
-        log(f"the runs wait until a worker joins: `dask worker {address}" + (f" --resources {asked}`" if asked else "`"))
+        log(f"the runs wait until a worker joins: `dask worker {address}"
+            + (f" --resources {asked}`" if asked else "`"))
 
 
-def _execute(client: Client, runs: list[Run], record: Callable[[Run, dict], None], resources: dict[str, float], log: Log) -> None:
+def _execute(client: Client, runs: list[Run], record: Callable[[Run, dict], None], resources: dict[str, float],
+             log: Log) -> None:
     """Submit each run as a task (after the tasks of the runs it starts from) and record each
     result as it comes; on any interruption stop the running notebooks and cancel the rest."""
     from distributed import Event, as_completed
@@ -175,14 +177,16 @@ def _execute(client: Client, runs: list[Run], record: Callable[[Run, dict], None
     try:
         for task in as_completed(list(tasks.values()), loop=client.loop):
             run = run_of[task.key]
-            failed_sources = [a for a in run.arm.needs if run.sibling(a) in tasks and tasks[run.sibling(a)].status == "error"]
+            failed_sources = [a for a in run.arm.needs
+                              if run.sibling(a) in tasks and tasks[run.sibling(a)].status == "error"]
             if task.status == "finished":
                 record(run, task.result())
             elif failed_sources:   # Dask fails a task whose source failed: it never ran
                 _say_waiting(run, failed_sources, log)
             else:
                 error = task.exception()
-                record(run, error.outcome if isinstance(error, RunFailed) else {"error": f"{type(error).__name__}: {error}"})
+                record(run, error.outcome if isinstance(error, RunFailed)
+                       else {"error": f"{type(error).__name__}: {error}"})
     except BaseException:
         with suppress(Exception):   # the scheduler may be gone already
             Event(f"{topic}-stop", client=client).set()   # running notebooks: see execute_run
