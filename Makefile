@@ -25,6 +25,8 @@ train: venv                  ## the book's training run alone: features + Stage 
 PARAMS ?=
 # runs a sweep trains side by side, each on cores / SWEEP_JOBS torch threads (benchmarks/bench_sweep_jobs.py measures which is faster)
 SWEEP_JOBS ?= 2
+# more options of the sweeps below, e.g. SWEEP_ARGS="--scheduler tcp://HEAD:8786 --resources GPU=1" (README: Run the sweep on a cluster)
+SWEEP_ARGS ?=
 
 pipeline: venv               ## execute notebooks/ in order with papermill, keeping each executed copy
 	$(PY) -m dualpath_book.pipeline $(PARAMS)
@@ -47,7 +49,7 @@ test: venv                   ## the test suite (CI runs this)
 	$(PY) -m pytest -q -ra
 
 ablations: central          ## the ablation sweep at 5 + 8 of the book's 5 + 15 epochs (grids/ablations.yaml, estimated 11 hours on 2 cores, resumable) -> book/tables/ablations*
-	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs $(SWEEP_JOBS) --restore book/tables
+	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs $(SWEEP_JOBS) --restore book/tables $(SWEEP_ARGS)
 	$(MAKE) --no-print-directory ablations-tables
 
 ablations-tables: venv      ## the sweep's results so far -> book/tables/ablations.csv + ablations_ranks.npz (commit them; a sweep elsewhere resumes from them)
@@ -55,14 +57,14 @@ ablations-tables: venv      ## the sweep's results so far -> book/tables/ablatio
 	$(PY) -m dualpath_book.ablation_report runs/sweeps/ablations --out book/tables/ablations_ranks.npz
 
 central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
-	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2 --restore book/tables
+	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2 --restore book/tables $(SWEEP_ARGS)
 	cp runs/sweeps/central/results.csv book/tables/central.csv
 
 sync: venv                   ## write every notebook's parameters cell from dualpath_book.page.NOTEBOOK_PARAMETERS
 	$(PY) -m dualpath_book.sync
 
 ablations-smoke: venv       ## the sweep machinery on the mini splits, in a minute
-	$(PY) -m dualpath_book.sweep grids/smoke.yaml --out runs/sweeps --jobs 2
+	$(PY) -m dualpath_book.sweep grids/smoke.yaml --out runs/sweeps --jobs 2 $(SWEEP_ARGS)
 
 clean-book:
 	rm -rf _build

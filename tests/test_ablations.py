@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dualpath_book import ablation_report as ar
-from dualpath_book.ablation import arm_config
+from dualpath_book.ablation import ARM_METRICS, TEST_RANKS, arm_config
 from dualpath.errors import ConfigError, DataError
 from dualpath_book.sweep import DONE, load_grid
 from dualpath.train import RECIPES
@@ -27,6 +27,7 @@ GRIDS = ROOT / "grids"
 def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
     grid = load_grid(GRIDS / f"{name}.yaml")
     assert grid.arms and all(a.notebook == ROOT / "notebooks" / "sweeps" / "train_arm.ipynb" for a in grid.arms)
+    assert grid.metrics == ARM_METRICS and grid.returns == (TEST_RANKS,)   # what run_arm writes comes back
     for arm in grid.arms:
         p = arm.params
         assert p.get("recipe", "paper") in RECIPES, arm.name

@@ -216,6 +216,7 @@ def test_aggregated_metrics_carry_no_float_noise(tmp_path):
     ({"base": {"seed": 3}}, "base.seed", "reserved"),
     ({"arms": []}, "arms", "at least one arm"),
     ({"metrics": "../m.json"}, "metrics", "relative to the run folder"),
+    ({"returns": ["ranks.npz", "/abs.npz"]}, "returns[1]", "relative to the run folder"),
 ])
 def test_bad_grids_name_the_file_and_the_key(tmp_path, change, key, message):
     spec = {"name": "g", "notebook": str(NOTEBOOK), "seeds": [0], "arms": [{"name": "a"}], **change}

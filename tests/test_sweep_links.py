@@ -58,7 +58,7 @@ def test_a_same_as_arm_is_in_the_table_as_soon_as_its_run_is_done(tmp_path):
     seen: dict[str, set] = {}
 
     def log(line: str) -> None:
-        if line.endswith("base seed1: started"):
+        if "base seed0: done" in line:   # said once the run's record, its aliases and the table are written
             table = pd.read_csv(results)
             seen["rows"] = set(zip(table["arm"], table["seed"]))
 
@@ -127,7 +127,7 @@ def test_runs_committed_as_a_table_are_restored_and_not_run_again(tmp_path):
 
 
 def test_a_record_comes_back_from_its_row_with_its_list_and_dict_parameters(tmp_path):
-    from dualpath_book.sweep import _row, record_from_row
+    from dualpath_book.sweep.results import _row, record_from_row
 
     record = {"grid": "g", "arm": "a", "seed": 2, "status": "done", "wall_s": 3.5, "resumed": False,
               "params": {"preset": "cpu", "overrides": {"text_blocks": [3, 4, 6, 1]}, "steps": [1, 2]},

@@ -32,6 +32,11 @@ TEST_POLICIES = TEST_SHIFT_POLICIES
 REPORTED = metric_keys("medr")
 
 
+def shift_key(policy: str) -> str:
+    """The metric of the R-sum under a test-time offset policy."""
+    return f"rsum_shift_{policy}"
+
+
 def arm_config(preset: str = "ablation", overrides: dict | None = None, *, seed: int = 0,
                smoke: bool = False, device: str = "auto") -> Config:
     """The Config of an arm: a preset (``smoke`` swaps in the smoke preset) plus overrides."""
@@ -57,7 +62,7 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
 
     Keys: the final phase's test metrics (``rsum``, ``i2t_r1`` ...), each phase's as
     ``<phase>.<metric>``, the best validation R-sum of each phase as ``<phase>.val_rsum`` (the
-    last phase's also as ``val_rsum``), ``rsum_shift_<policy>`` for each test-time offset policy,
+    last phase's also as ``val_rsum``), :func:`shift_key` of each test-time offset policy,
     ``recipe``, ``stage1_from`` and ``stage1_shared`` (when given: the source, and whether its
     Stage I was reused or trained again here) and ``train_s`` (seconds of this call).
     """
@@ -95,10 +100,10 @@ def run_arm(recipe: str = "paper", overrides: dict | None = None, *, preset: str
     save_test_ranks(run, last, run_dir / TEST_RANKS, flat["rsum"])
     for policy in test_policies:
         if policy == cfg.test_shift:   # the recipe's own test already measured it
-            flat[f"rsum_shift_{policy}"] = flat["rsum"]
+            flat[shift_key(policy)] = flat["rsum"]
             continue
         img, txt = run.embed("test", last, policy)
-        flat[f"rsum_shift_{policy}"] = round(evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"], 2)
+        flat[shift_key(policy)] = round(evaluate_corpus(img, txt, run.test_corpus, cfg.protocol)["rsum"], 2)
     flat["train_s"] = round(time.perf_counter() - t0, 1)
     write_json_atomic(run_dir / ARM_METRICS, flat)
     log(f"arm {recipe} {json.dumps({k: flat[k] for k in ('rsum', 'i2t_r1', 't2i_r1')})}")

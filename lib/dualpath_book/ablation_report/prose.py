@@ -1,0 +1,226 @@
+"""The chapter's sentences: each claim's verdict, the budget curve's, what the runs that share
+Stage I show, what a Stage I epoch costs, whether the reference arm learned, and the budget."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .chapter import CLAIMED_BY, Budget, Family, chapter, epochs_of
+from .results import BOOK_RUNS_CSV, CENTRAL_CSV, MIN_SEEDS, budget_runs, family_runs, incomplete_arms, load
+from .stats import bootstrap_difference, paired_differences
+from .tables import shared_stage1_table
+
+REFERENCE_SHARE = 0.85   # the reference arm must reach this share of the book run's validation R-sum
+
+
+def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
+            ranks: dict[str, np.ndarray] | None = None) -> str:
+    """One sentence: the measured effect of the family's claim and whether it agrees with whoever
+    makes it (:data:`CLAIMED_BY`).
+
+    A difference counts only when it exceeds the larger seed standard deviation of the two arms;
+    otherwise the sentence says the seeds cannot tell them apart. Beside it: on how many seeds
+    the expected arm won (paired by seed) and, given the test ranks of both arms, a 95% bootstrap
+    interval of the difference over test queries (:func:`bootstrap_difference`).
+    """
+    family = chapter().family(family)
+    template, whose = CLAIMED_BY[family.claimed_by]
+    claim = template.format(claim=family.claim)
+    missing = [a for a in incomplete_arms(table, family) if a in (family.better, family.worse)]
+    if missing:
+        return (f"{claim} Not measured yet: arm(s) {', '.join(missing)} "
+                f"have fewer than {MIN_SEEDS} finished seeds; `make ablations` resumes the sweep.")
+    runs = family_runs(table, family)
+    stats = runs.groupby("arm")[metric].agg(["mean", "std", "count"])
+    label = dict(zip(family.arms, family.labels))
+    b, w = stats.loc[family.better], stats.loc[family.worse]
+    diff = b["mean"] - w["mean"]
+    spread = max(b["std"], w["std"])
+    if diff > spread:
+        outcome = f"agrees with {whose}"
+    elif diff < -spread:
+        outcome = f"contradicts {whose} on this budget"
+    else:
+        outcome = f"cannot confirm or refute {whose}: the difference is within the seed spread"
+    paired = paired_differences(table, family, metric)
+    evidence = f"ahead on {int((paired > 0).sum())} of {len(paired)} seeds"
+    if ranks is not None and metric == "rsum":
+        seeds = [int(s) for s in paired.index]
+        if all(f"{arm}/seed{s}/i2t" in ranks for arm in (family.better, family.worse) for s in seeds):
+            mean, lo, hi = bootstrap_difference(ranks, family.better, family.worse, seeds)
+            evidence += f"; 95% bootstrap interval over test queries {lo:+.1f} to {hi:+.1f}"
+    return (f"{claim} Measured ({int(min(b['count'], w['count']))} seeds): "
+            f"{label[family.better]} reaches R-sum {b['mean']:.1f} ± {b['std']:.1f}, "
+            f"{label[family.worse]} {w['mean']:.1f} ± {w['std']:.1f}, a difference of {diff:+.1f} "
+            f"({evidence}); this {outcome}.")
+
+
+def shared_stage1_sentence(table: pd.DataFrame) -> str:
+    """One sentence on :func:`shared_stage1_table`: how many runs reused the phase, and whether the
+    ones trained again reached the very numbers of the run they share it with."""
+    t = shared_stage1_table(table).dropna(subset=["source's val R-sum"])
+    if t.empty:
+        return "No arm that shares the reference arm's Stage I has finished yet."
+    again = t[t["Stage I"] == "trained again"]
+    equal = (again["val R-sum"] == again["source's val R-sum"]) & (again["test R-sum"] == again["source's test R-sum"])
+    text = (f"Of the {len(t)} finished runs that share the reference arm's Stage I, "
+            f"{len(t) - len(again)} started from its checkpoint")
+    if again.empty:
+        return text + "."
+    return (text + f" and {len(again)} trained the phase again, on a machine without that checkpoint: "
+            + (f"all {len(again)} reached the very same Stage I validation and test R-sum."
+               if equal.all() else
+               f"{int(equal.sum())} of them reached the same Stage I validation and test R-sum, the others "
+               f"did not (another machine's floating point), so their Stage II starts from another model."))
+
+
+def budget_verdict(table: pd.DataFrame, budget: Budget | None = None, better: str = "paper",
+                   worse: str = "ranking") -> str:
+    """One sentence per budget with every seed finished: the central claim's difference there."""
+    budget = budget or chapter().budget
+    runs = budget_runs(table, budget)
+    parts, words = [], {}
+    for percent in sorted(budget.arms[better]):
+        b = runs[(runs.recipe == budget.labels[better]) & (runs.percent == percent)].set_index("seed")["rsum"]
+        w = runs[(runs.recipe == budget.labels[worse]) & (runs.percent == percent)].set_index("seed")["rsum"]
+        if len(b) < MIN_SEEDS or len(w) < MIN_SEEDS:
+            parts.append(f"at {percent}% not measured yet")
+            continue
+        paired = (b - w).dropna()
+        spread = max(b.std(ddof=1), w.std(ddof=1))
+        diff = b.mean() - w.mean()
+        word = "ahead" if diff > spread else "behind" if diff < -spread else "within the seed spread"
+        words[percent] = word
+        parts.append(f"at {percent}% {diff:+.1f} ({word}; ahead on {int((paired > 0).sum())} of {len(paired)} seeds)")
+    return (f"Test R-sum of {budget.labels[better]} minus {budget.labels[worse]}: " + "; ".join(parts) + ". "
+            + _ordering(words, len(budget.arms[better])))
+
+
+def _ordering(words: dict[int, str], points: int) -> str:
+    """Whether the claim's ordering holds at every measured budget or turns with it."""
+    if len(words) < 2:
+        return "The ordering over budgets needs two measured points."
+    kinds = set(words.values())
+    rest = "" if len(words) == points else " measured so far"
+    if kinds == {"ahead"}:
+        return f"The ordering holds at every budget{rest}."
+    if kinds == {"behind"}:
+        return f"The ordering is reversed at every budget{rest}."
+    if {"ahead", "behind"} <= kinds:
+        ahead = _and(f"{p}%" for p, w in words.items() if w == "ahead")
+        behind = _and(f"{p}%" for p, w in words.items() if w == "behind")
+        return f"The ordering depends on the budget: ahead at {ahead}, behind at {behind}."
+    return "Within the seed spread at some budget, so the ordering is not settled over budgets."
+
+
+def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_length") -> str:
+    """What moving one epoch from Stage II to Stage I costs: the slope of a least-squares line
+    through the training seconds of the family's runs against their Stage I epochs (the family
+    keeps the total fixed, so the slope is all a fit can tell apart from the fixed costs)."""
+    family = chapter().family(family)
+    runs = table[table["arm"].isin(family.arms) & (table["status"] == "done") & ~table["resumed"].astype(bool)]
+    stage1 = np.array([epochs_of(arm)[0] for arm in runs["arm"]], dtype=float)
+    (total,) = {sum(epochs_of(arm)) for arm in family.arms}
+    if len(set(stage1)) < 2:
+        return "What a Stage I epoch costs is not measured yet (it needs two arms of this family)."
+    slope, zero = np.polyfit(stage1, runs["train_s"].to_numpy(float), 1)
+    return (f"On the sweep's machine, with another run beside each, every epoch moved from Stage II to "
+            f"Stage I added about {slope:.0f} s of training to the {zero:.0f} s the line gives the 0 + {total} "
+            f"arm (a least-squares line through the training seconds of this family's {len(runs)} runs not "
+            f"resumed midway): Stage I's 6,000-way classifier on both branches costs more than the ranking "
+            f"loss, so the arms with a longer Stage I also train longer.")
+
+
+def reference_check(table: pd.DataFrame, arm: str | None = None) -> str:
+    """Whether the reference arm learned at this budget: its best validation R-sum per seed against
+    :data:`REFERENCE_SHARE` of the book run's (the last row of ``book_runs.csv``)."""
+    arm = arm or chapter().reference
+    book = pd.read_csv(BOOK_RUNS_CSV).iloc[-1]
+    target = REFERENCE_SHARE * float(book["stage2_val_rsum"])
+    runs = table[table["arm"] == arm]
+    if "val_rsum" not in runs or runs["val_rsum"].isna().all():
+        return (f"The reference arm's validation R-sum is not measured yet; it must reach "
+                f"{100 * REFERENCE_SHARE:.0f}% of the book run's {book['stage2_val_rsum']:.1f}, i.e. {target:.1f}.")
+    vals = runs.sort_values("seed")["val_rsum"]
+    ok = bool((vals >= target).all())
+    return (f"The reference arm ({arm}) reaches validation R-sum "
+            f"{', '.join(f'{v:.1f}' for v in vals)} (seeds {', '.join(str(s) for s in sorted(runs['seed']))}) "
+            f"against {target:.1f}, {100 * REFERENCE_SHARE:.0f}% of the book run's {book['stage2_val_rsum']:.1f}: "
+            + ("every seed is past it, so the arms are compared where the model has learned."
+               if ok else "not every seed is past it, so read the verdicts with that in mind."))
+
+
+def seed_spread_sentence(central: pd.DataFrame | None = None) -> str:
+    """The book recipe's test numbers over the seeds of the central sweep (its ``loss-paper`` arm,
+    the ``cpu`` preset), mean ± std, with the machine they came from."""
+    central = load(CENTRAL_CSV, missing_ok=True) if central is None else central
+    book = central[central.arm == chapter().central.better] if "arm" in central else central
+    if len(book) < 2:
+        return ("The three-seed numbers of the book's `cpu` recipe (`make central`, "
+                "`book/tables/central.csv`) are not measured yet.")
+    def stat(key: str) -> str:
+        return f"{book[key].mean():.1f} ± {book[key].std(ddof=1):.1f}"
+    machine = str(book["machine"].iloc[0]).replace(" | ", ", ") if "machine" in book else "the machine in the table"
+    return (f"Over {len(book)} seeds of the book's `cpu` recipe (`make central`, one torch thread each, "
+            f"on {machine}): test R-sum {stat('rsum')}, image->text R@1 {stat('i2t_r1')}, text->image "
+            f"R@1 {stat('t2i_r1')} (mean ± std).")
+
+
+def budget_sentence() -> str:
+    """How long each arm trains, against the paper and the book's own run (from the presets)."""
+    from dualpath.config import preset
+
+    budget_preset, budget = chapter().budget_preset, chapter().budget
+    ours, book, full = preset(budget_preset), preset("cpu"), preset("paper")
+    own = round(_percent(ours, book))   # the chapter's own point of the budget curve
+    others = sorted({p for points in budget.arms.values() for p in points} - {own})
+    return (f"**Budget.** Every arm trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the "
+            f"training {ours.epoch_unit} with the book recipe's {ours.optimizer.capitalize()} and cosine "
+            f"decay in each phase (the `{budget_preset}` preset): {phases_of(ours, book)} of the book's own "
+            f"run ({book.stage1_epochs} + {book.stage2_epochs}), {epoch_share(ours, book)} of its epochs, and "
+            f"{epoch_share(ours, full)} of the official code's {full.stage1_epochs} + {full.stage2_epochs}, "
+            f"each of ours over every caption where the official code drew one caption per image. The Stage I "
+            f"length arms keep the total of {_epochs(ours)} epochs; the budget curve adds "
+            f"{_and(f'{p}%' for p in others)} of the book's run. A verdict holds on this budget, which is why "
+            f"each sentence says so when it contradicts a claim.")
+
+
+def phases_of(part, whole) -> str:
+    """Config ``part``'s two phases as a part of ``whole``'s, e.g. 'the Stage I and 8 of the 15
+    Stage II epochs'."""
+    def phase(name: str, n: int, of: int) -> str:
+        return f"the whole {name}" if n == of else f"{n} of the {of} {name} epochs"
+    return (f"{phase('Stage I', part.stage1_epochs, whole.stage1_epochs)} and "
+            f"{phase('Stage II', part.stage2_epochs, whole.stage2_epochs)}")
+
+
+def _epochs(config) -> int:
+    return config.stage1_epochs + config.stage2_epochs
+
+
+def _percent(part, whole) -> float:
+    return 100 * _epochs(part) / _epochs(whole)
+
+
+def _and(words) -> str:
+    words = list(words)
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def epoch_share(part, whole) -> str:
+    """Epochs of config ``part`` as a share of config ``whole``'s, e.g. '1.7%' or '65%'."""
+    share = _percent(part, whole)
+    return f"{share:.1f}%" if share < 10 else f"{share:.0f}%"
+
+
+def short_share() -> str:
+    """The first sweep's epochs (the ``ablation`` preset) as a share of the official code's, e.g. '1.7%'."""
+    from dualpath.config import preset
+
+    return epoch_share(preset("ablation"), preset("paper"))
+
+
+def short_reference_rsum(short: pd.DataFrame) -> str:
+    """The first sweep's reference arm: test R-sum mean ± std over its seeds."""
+    r = short.loc[short["arm"] == "loss-paper", "rsum"]
+    return f"{r.mean():.1f} ± {r.std(ddof=1):.1f}" if len(r) > 1 else "–"

@@ -1,0 +1,134 @@
+"""The chapter's tables: per family, per phase, per budget, the runs that share Stage I, the
+test-time offsets and the claims' significance (cells 'mean ± std' over seeds; '–' unmeasured)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dualpath.config import TEST_SHIFT_POLICIES
+from dualpath.errors import DataError
+
+from ..ablation import shift_key
+from .chapter import Budget, Family, chapter
+from .results import METRICS, budget_runs, family_runs
+from .stats import bootstrap_difference, paired_differences
+
+
+def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> pd.DataFrame:
+    """Per arm: 'mean ± std' of each metric over seeds, the seed count, and R-sum of each seed.
+
+    Arms without a finished run keep their row, marked '–' with 0 seeds.
+    """
+    family = chapter().family(family)
+    runs = family_runs(table, family)
+    grouped = runs.groupby("setting", observed=False)
+    out = pd.DataFrame(index=pd.CategoricalIndex(list(family.labels), categories=list(family.labels),
+                                                 ordered=True, name="setting"))
+    for m in metrics:
+        mean, std = grouped[m].mean(), grouped[m].std(ddof=1)
+        out[m] = [f"{a:.1f} ± {b:.1f}" if pd.notna(a) else "–"
+                  for a, b in zip(mean.reindex(out.index), std.reindex(out.index).fillna(0.0))]
+    out["seeds"] = grouped.size().reindex(out.index).fillna(0).astype(int)
+    if len(runs):
+        per_seed = runs.pivot_table(index="setting", columns="seed", values="rsum", observed=False)
+        for seed in per_seed.columns:
+            out[f"rsum seed {seed}"] = per_seed[seed].reindex(out.index).round(1)
+    return out
+
+
+def phase_table(table: pd.DataFrame, family: Family | str = "loss", metric: str = "rsum") -> pd.DataFrame:
+    """Test ``metric`` after each phase of each arm (mean ± std over seeds).
+
+    The sweep tests the best checkpoint of every phase, so the arms of the loss family can be
+    compared after the same number of epochs: the paper's Stage I against the ranking loss's
+    first phase, and Stage II against the ranking loss's second. A phase an arm does not have
+    (Stage I of an arm without one) is '–'.
+    """
+    family = chapter().family(family)
+    runs = family_runs(table, family)
+    out = {}
+    for name, col in (("after phase 1", f"stage1.{metric}"), ("after phase 2", f"stage2.{metric}")):
+        if col not in runs.columns:
+            if len(runs):
+                raise DataError(f"the ablation results have no column {col}")
+            runs[col] = np.nan
+        stats = runs.groupby("setting", observed=False)[col].agg(["mean", "std", "count"])
+        out[name] = [f"{m:.1f} ± {sd:.1f}" if n else "–"
+                     for m, sd, n in zip(stats["mean"], stats["std"].fillna(0.0), stats["count"])]
+        index = stats.index
+    return pd.DataFrame(out, index=index)
+
+
+def shared_stage1_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs that start from another arm's Stage I (``stage1_from``), beside that run: their
+    Stage I validation and test R-sum, and whether the phase was reused or trained again (its
+    source's checkpoints were on another machine). Equal numbers show the phase is one phase."""
+    cols = ["arm", "seed", "Stage I", "val R-sum", "source's val R-sum", "test R-sum", "source's test R-sum"]
+    if "stage1_from" not in table.columns:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for _, r in table[table["stage1_from"].notna()].sort_values(["arm", "seed"]).iterrows():
+        source_arm, source_seed = str(r["stage1_from"]).split("/")   # '<arm>/seed<k>'
+        src = table[(table["arm"] == source_arm) & (table["seed"] == int(source_seed[len("seed"):]))]
+        mine = (r["stage1.val_rsum"], r["stage1.rsum"])
+        theirs = (src["stage1.val_rsum"].iloc[0], src["stage1.rsum"].iloc[0]) if len(src) else (np.nan, np.nan)
+        rows.append({"arm": r["arm"], "seed": int(r["seed"]),
+                     "Stage I": f"shared with {source_arm}" if bool(r.get("stage1_shared", True)) else "trained again",
+                     "val R-sum": mine[0], "source's val R-sum": theirs[0],
+                     "test R-sum": mine[1], "source's test R-sum": theirs[1]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFrame:
+    """Test-time offset policies on the same checkpoints: R-sum mean ± std over seeds."""
+    runs = table[table["arm"] == arm]
+    cols = {policy: shift_key(policy) for policy in TEST_SHIFT_POLICIES}
+    rows = {}
+    for policy, col in cols.items():
+        if col not in runs.columns:
+            if len(runs):
+                raise DataError(f"the ablation results have no column {col}")
+            rows[policy] = {"rsum": "–", "seeds": 0}
+            continue
+        n = int(runs[col].notna().sum())
+        rows[policy] = {"rsum": f"{runs[col].mean():.1f} ± {runs[col].std(ddof=1):.1f}" if n > 1 else
+                        f"{runs[col].mean():.1f}" if n else "–", "seeds": n}
+    return pd.DataFrame(rows).T.rename_axis("test-time offsets")
+
+
+def budget_table(table: pd.DataFrame, budget: Budget | None = None) -> pd.DataFrame:
+    """Test R-sum (mean ± std over seeds, and the seed count) per recipe and budget."""
+    budget = budget or chapter().budget
+    runs = budget_runs(table, budget)
+    percents = sorted({p for points in budget.arms.values() for p in points})
+    out = pd.DataFrame(index=pd.Index(list(budget.labels.values()), name="phase 1"))
+    for p in percents:
+        cells = []
+        for label in out.index:
+            r = runs[(runs.recipe == label) & (runs.percent == p)]["rsum"]
+            cells.append(f"{r.mean():.1f} ± {r.std(ddof=1):.1f} ({len(r)})" if len(r) > 1 else
+                         f"{r.mean():.1f} (1)" if len(r) else "–")
+        out[f"{p}% of the cpu run"] = cells
+    return out
+
+
+def significance_table(table: pd.DataFrame, ranks: dict[str, np.ndarray] | None,
+                       families: Sequence[Family] | None = None) -> pd.DataFrame:
+    """Per family, the claim's comparison: mean difference over seeds, each seed's difference and
+    the 95% bootstrap interval over test queries (when the ranks of every seed are there); the
+    chapter's families by default."""
+    rows = []
+    for fam in families or chapter().families:
+        paired = paired_differences(table, fam)
+        row = {"comparison": f"{dict(zip(fam.arms, fam.labels))[fam.better]} vs "
+                             f"{dict(zip(fam.arms, fam.labels))[fam.worse]}",
+               "seeds": len(paired), "mean difference": round(float(paired.mean()), 1) if len(paired) else np.nan,
+               "per seed": ", ".join(f"{d:+.1f}" for d in paired) or "–", "95% interval (test queries)": "–"}
+        seeds = [int(s) for s in paired.index]
+        if ranks is not None and seeds and all(f"{a}/seed{s}/i2t" in ranks for a in (fam.better, fam.worse) for s in seeds):
+            _, lo, hi = bootstrap_difference(ranks, fam.better, fam.worse, seeds)
+            row["95% interval (test queries)"] = f"{lo:+.1f} to {hi:+.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index([f.title for f in families], name="family"))
