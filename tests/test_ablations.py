@@ -345,3 +345,10 @@ def test_the_budget_verdict_says_whether_the_ordering_turns_with_the_budget():
     assert ar.budget_verdict(table({mid: 20.0, top: 12.0})).endswith("holds at every budget measured so far.")
     assert ar.budget_verdict(table({low: 0.5, mid: 20.0, top: 12.0})).endswith("not settled over budgets.")
     assert ar.budget_verdict(table({top: 12.0})).endswith("needs two measured points.")
+
+
+def test_the_significance_table_defaults_to_the_chapters_families():
+    """Notebook 06 calls it with the chapter's families implied: one row per family, by title."""
+    table = _table([("loss-paper", s, 5.0 + s) for s in range(3)] + [("loss-ranking", s, 9.0) for s in range(3)])
+    out = ar.significance_table(table, None)
+    assert list(out.index) == [f.title for f in ar.FAMILIES]

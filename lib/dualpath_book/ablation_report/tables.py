@@ -119,8 +119,9 @@ def significance_table(table: pd.DataFrame, ranks: dict[str, np.ndarray] | None,
     """Per family, the claim's comparison: mean difference over seeds, each seed's difference and
     the 95% bootstrap interval over test queries (when the ranks of every seed are there); the
     chapter's families by default."""
+    families = families or chapter().families
     rows = []
-    for fam in families or chapter().families:
+    for fam in families:
         paired = paired_differences(table, fam)
         row = {"comparison": f"{dict(zip(fam.arms, fam.labels))[fam.better]} vs "
                              f"{dict(zip(fam.arms, fam.labels))[fam.worse]}",
