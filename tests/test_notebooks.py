@@ -424,3 +424,21 @@ def test_a_page_gluing_from_a_notebook_depends_on_it():
     page = REPO_ROOT / "book" / "ablations" / "weights.md"
     assert notebooks_glued(page.read_text(), page) == [REPO_ROOT / "book" / "generated" / "06_ablations.ipynb"]
     assert notebooks_glued("no glue here, only `code`", page) == []
+
+
+def test_the_book_pages_leave_out_the_parameter_cells(tmp_path):
+    """The reader sees prose, figures and tables: the ``parameters`` cell (papermill still finds it
+    by its tag) and the cell papermill injects after it carry ``remove-input``."""
+    import nbformat
+
+    from dualpath_book import pipeline, sync
+
+    for path in sync.book_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert "remove-input" in cell.metadata["tags"], path.name
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["injected-parameters"]})])
+    executed = tmp_path / "run.ipynb"
+    nbformat.write(nb, executed)
+    pipeline._record_output_path(executed, tmp_path / "out.ipynb")
+    assert nbformat.read(executed, as_version=4).cells[0].metadata["tags"] == ["injected-parameters", "remove-input"]

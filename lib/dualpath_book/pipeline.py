@@ -257,11 +257,16 @@ def execute(notebook: Path, output: Path, params: dict, *, log_output: bool = Tr
 
 
 def _record_output_path(executed: Path, output: Path) -> None:
-    """papermill recorded the temporary file as the output; name the real one."""
+    """papermill recorded the temporary file as the output; name the real one. The cell papermill
+    injected after ``parameters`` is plumbing too: like that cell, the book page leaves it out."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     nb.metadata.setdefault("papermill", {})["output_path"] = str(output)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-input" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-input"]
     nbformat.write(nb, executed)
 
 
