@@ -37,7 +37,7 @@ from dualpath.models.backbones import Backbone
 from dualpath.train import phases_of
 from dualpath.train.inputs import CachedPooled, synthetic_split
 from dualpath.train.optim import lr_at, make_optimizer, set_lr
-from dualpath.train.step import EpochPlan, Forward, train_step
+from dualpath.train.step import EpochPlan, Forward, has_instance, train_step
 
 from history import module_at   # benchmarks/history.py: python puts the script's folder on sys.path
 
@@ -114,7 +114,7 @@ def step_rate(cfg, split, phase, steps: int) -> tuple[float, float]:
     source = CachedPooled()
     source.configure(model.backbone)
     opt = make_optimizer(cfg, model, phase.lr)
-    forward = Forward(model, source, instance=phase.lambdas[1] > 0 or phase.lambdas[2] > 0)
+    forward = Forward(model, source, instance=has_instance(phase))
     gen = torch.Generator().manual_seed(0)
     plan = EpochPlan(split, cfg, gen)
     model.train()

@@ -27,15 +27,9 @@ from dualpath.evaluate import evaluate_corpus
 from dualpath.train import phases_of, prepare
 from dualpath.train.inputs import embed_split, image_source
 from dualpath.train.optim import lr_at, make_optimizer, set_lr
+from dualpath.train.__main__ import parse_set
 from dualpath.train.rundir import new_model
 from dualpath.train.step import EpochPlan, Forward, train_step
-
-
-def parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 class BlockRecorder:
@@ -51,7 +45,7 @@ class BlockRecorder:
             block.register_forward_hook(self._hook(name, block))
             block.bn3.register_forward_hook(self._branch_hook(name))
 
-    def _positions(self, block, length: int) -> torch.Tensor:
+    def _positions(self, length: int) -> torch.Tensor:
         mask = self.mask
         while mask.shape[1] > length:        # strided blocks keep positions 0, s, 2s, ...
             mask = mask[:, ::2]
@@ -61,7 +55,7 @@ class BlockRecorder:
         def hook(module, inputs, out):
             if not self.active:
                 return
-            words = self._positions(block, out.shape[1])
+            words = self._positions(out.shape[1])
             x = out.detach()
             w = x[words]
             p = x[~words]
@@ -133,9 +127,8 @@ def main(argv=None) -> None:
                                           "3,4,6,1 w0.25 text_zero_init=true": "gamma 0"}
                     ).to_csv(args.table[1], index=False)
         return
-    overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = preset(args.preset, text_blocks=[int(b) for b in args.blocks.split(",")], text_width=args.width,
-                 seed=args.seed, progress=False, **{k: parse_value(v) for k, v in overrides.items()})
+                 seed=args.seed, progress=False, **parse_set(args.set))
     torch.manual_seed(cfg.seed)
     data = prepare(cfg, log=lambda *a: None)
     model = new_model(data, cfg)
@@ -165,14 +158,13 @@ def main(argv=None) -> None:
             log_now = step % args.every == 0 or step == args.steps - 1
             if log_now:
                 captions = split.draw_captions(batch.index, torch.Generator().manual_seed(step))
-                recorder.mask = split.encode(captions, cfg.train_shift, torch.Generator().manual_seed(step)) != 0
+                ids = split.encode(captions, cfg.train_shift, torch.Generator().manual_seed(step))
+                recorder.mask = ids != 0
                 recorder.active = True
                 with torch.no_grad():
-                    model.text_cnn(split.encode(captions, cfg.train_shift,
-                                                torch.Generator().manual_seed(step)))
+                    model.text_cnn(ids)
                 recorder.active = False
-                pad_share = pool_on_padding(model.text_cnn, split.encode(captions, cfg.train_shift,
-                                                                          torch.Generator().manual_seed(step)))
+                pad_share = pool_on_padding(model.text_cnn, ids)
             stats = train_step(forward, model, source, split, batch, phase, cfg, gen, opt,
                                grad_norms=True)
             for key, v in stats.items():
