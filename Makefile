@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-tables ablations-smoke central sync
+.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-tables ablations-smoke central seeds sync
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -56,9 +56,13 @@ ablations-tables: venv      ## the sweep's results so far -> book/tables/ablatio
 	cp runs/sweeps/ablations/results.csv book/tables/ablations.csv
 	$(PY) -m dualpath_book.ablation_report runs/sweeps/ablations --out book/tables/ablations_ranks.npz
 
-central: venv              ## the loss comparison at the book's budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
+central: venv              ## the loss comparison at the cpu-narrow recipe's whole budget (grids/central.yaml, 3 arms x 3 seeds, one thread each) -> book/tables/central.csv
 	$(PY) -m dualpath_book.sweep grids/central.yaml --out runs/sweeps --jobs 2 --restore book/tables $(SWEEP_ARGS)
 	cp runs/sweeps/central/results.csv book/tables/central.csv
+
+seeds: venv                 ## the book's cpu recipe over three seeds (grids/book_seeds.yaml, one thread each) -> book/tables/book_seeds.csv
+	$(PY) -m dualpath_book.sweep grids/book_seeds.yaml --out runs/sweeps --jobs 2 --restore book/tables $(SWEEP_ARGS)
+	cp runs/sweeps/book_seeds/results.csv book/tables/book_seeds.csv
 
 sync: venv                   ## write every notebook's parameters cell from dualpath_book.page.NOTEBOOK_PARAMETERS
 	$(PY) -m dualpath_book.sync

@@ -209,12 +209,14 @@ def test_phase_table_compares_the_losses_after_equal_epochs():
 def test_budget_sentence_follows_the_presets():
     from dualpath.config import preset
     text = ar.budget_sentence()
-    ours, book = preset(ar.BUDGET_PRESET), preset("cpu")
+    assert ar.chapter().recipe_preset == "cpu-narrow"   # the recipe the chapter shortens, not the cpu preset
+    ours, book = preset(ar.BUDGET_PRESET), preset("cpu-narrow")
     assert f"trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the training captions" in text
     assert f"({book.stage1_epochs} + {book.stage2_epochs})" in text
     assert "65% of its epochs" in text and "the `cpu-short` preset" in text
-    assert "the whole Stage I and 8 of the 15 Stage II epochs of the book's own run" in text
-    assert "the budget curve adds 25% and 100% of the book's run" in text
+    assert "the whole Stage I and 8 of the 15 Stage II epochs of the `cpu-narrow` run" in text
+    assert "the budget curve adds 25% and 100% of the `cpu-narrow` run" in text
+    assert "text CNN 1-1-1-1 at width 0.25, float32" in text and "text CNN 3-4-6-1 at width 0.5 from gamma 0" in text
 
 
 def test_a_budget_that_cuts_stage_i_says_so():

@@ -63,10 +63,19 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
 def describe_recipe(cfg: Config) -> str:
     """The few settings that tell the book's recipes apart, in words."""
     features = {"act": "post-ReLU", "feat": "pre-ReLU"}[cfg.rank_features]
-    parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs", f"ranking loss on {features} features"]
+    parts = [f"{cfg.stage1_epochs} + {cfg.stage2_epochs} epochs", text_cnn_words(cfg),
+             f"ranking loss on {features} features"]
     if cfg.image_input_dropout:
         parts.append(f"image input dropout {cfg.image_input_dropout:g}")
+    if cfg.amp_cpu:
+        parts.append("bfloat16 autocast")
     return ", ".join(parts)
+
+
+def text_cnn_words(cfg: Config) -> str:
+    """The text CNN a config trains, e.g. 'text CNN 3-4-6-1 at width 0.5 from gamma 0'."""
+    blocks = "-".join(str(b) for b in cfg.text_blocks)
+    return f"text CNN {blocks} at width {cfg.text_width:g}" + (" from gamma 0" if cfg.text_zero_init else "")
 
 
 def record(run_dir: str | Path, *, commit: str, wall_s: float, date: str, machine: str, note: str,

@@ -1,9 +1,8 @@
 """The README's results paragraph, written from the committed tables (never typed by hand).
 
 Between :data:`START` and :data:`END` the README quotes the latest measured run of the current
-``cpu`` recipe (``book/tables/book_runs.csv``), the three-seed numbers of the loss comparison at
-that budget (``book/tables/central.csv``, the ``loss-paper`` arm is the book's recipe) and the
-VSE++ baseline on the same features (``book/tables/baselines.csv``). ``python -m dualpath_book.sync``
+``cpu`` recipe (``book/tables/book_runs.csv``), its three-seed numbers (``make seeds``,
+``book/tables/book_seeds.csv``) and the VSE++ baseline on the same features (``book/tables/baselines.csv``). ``python -m dualpath_book.sync``
 rewrites it; a test fails while it differs.
 """
 from __future__ import annotations
@@ -47,8 +46,8 @@ def results_markdown() -> str:
             f"accuracy {r.stage1_text_acc:.2f}); Stage II R-sum {r.test_rsum:.1f} ({_recalls(test)}). "
             "A `make book` on another machine follows another float trajectory and shows other "
             "numbers; the spread over seeds below says by how much they may differ.")
-    lines.append(ablation_report.seed_spread_sentence() + " The loss comparison at this budget is on "
-                 "the book's loss ablation page.")
+    lines.append(ablation_report.seed_spread_sentence() + " The loss comparison, on the book's earlier "
+                 "`cpu-narrow` recipe, is on the book's loss ablation page.")
     base = pd.read_csv(TABLES_DIR / "baselines.csv")
     vse = base.iloc[0]
     lines.append(f"For scale, {vse.method} ({vse.training}) trained on {vse.features} scores R-sum "

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from .. import checkpoint as ckpt_io
 from ..config import default_protocol
 from ..evaluate import evaluate_corpus, metric_keys
+from ..hardware import cpu_has_bf16
 from ..progress import progress
 from .inputs import Pixels, TrainingData, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
@@ -40,6 +41,11 @@ class Trainer:
         if self.rank == 0:
             self.dir.write_config()
             self.dir.record_environment(environment(self.cfg, self.data.cache_files()), self.log)
+            if self.cfg.amp_cpu and self.device.type == "cpu" and not cpu_has_bf16():
+                # amp_cpu is part of the run's identity, so it is kept; the reader learns the cost
+                self.log("note: amp_cpu is on, but this CPU has neither AVX-512 BF16 nor AMX: bfloat16 is "
+                         "emulated, so this run takes longer than it would in float32. --set amp_cpu=false "
+                         "trains in float32 (another run identity, slightly different numbers).")
         if state is not None and start_epoch == 0 and 0 < start_phase < len(self.phases) and self.rank == 0:
             # resumed between two phases: last.pt is where the previous one ended
             self.dir.keep_phase_end(self.phases[start_phase - 1].name, state)

@@ -16,7 +16,7 @@ from .plots import budget_plot, family_plot, length_plot
 from .prose import (REFERENCE_SHARE, budget_sentence, budget_verdict, epoch_share, phase_cost_sentence, phases_of,
                     reference_check, seed_spread_sentence, shared_stage1_sentence, short_reference_rsum, short_share,
                     verdict)
-from .results import (ABLATIONS_CSV, BOOK_RUNS_CSV, CENTRAL_CSV, METRICS, MIN_SEEDS, RANKS_NPZ, SHORT_CSV, budget_runs,
+from .results import (ABLATIONS_CSV, BOOK_RUNS_CSV, BOOK_SEEDS_CSV, CENTRAL_CSV, METRICS, MIN_SEEDS, RANKS_NPZ, SHORT_CSV, budget_runs,
                       incomplete_arms, load, provenance)
 from .stats import CAP, bootstrap_difference, collect_ranks, load_ranks, paired_differences
 from .tables import (budget_table, family_table, phase_table, shared_stage1_table, significance_table,

@@ -132,6 +132,17 @@ class Chapter:
         return self.arm_parameters[self.reference]["preset"]
 
     @property
+    def recipe_preset(self) -> str:
+        """The recipe the chapter shortens: the preset of the budget curve's whole-budget point
+        (``cpu-narrow``, the book's run before the deep text CNN; the ``cpu`` preset moved on)."""
+        whole = {arm for points in self.budget.arms.values() for p, arm in points.items() if p == 100}
+        presets = {self.arm_parameters[arm]["preset"] for arm in whole}
+        if len(presets) != 1:
+            raise ConfigError(f"grids/ablations.yaml: the budget curve's 100% arms use presets {sorted(presets)}; "
+                              "they must share one, the recipe the chapter shortens")
+        return presets.pop()
+
+    @property
     def by_key(self) -> dict[str, Family]:
         """The current sweep's families and ``central``, by key."""
         return {f.key: f for f in (*self.families, self.central)}

@@ -55,8 +55,9 @@ def budget_plot(table: pd.DataFrame, budget: Budget | None = None):
         ax.set_title(budget.title)
         ax.legend(title="phase 1", fontsize=8, title_fontsize=8, frameon=False)
     ax.set_xticks(percents, [f"{p}%" for p in percents])
-    book = preset("cpu")
-    ax.set_xlabel(f"budget: share of the cpu run's {book.stage1_epochs} + {book.stage2_epochs} epochs "
+    recipe = chapter().recipe_preset
+    book = preset(recipe)
+    ax.set_xlabel(f"budget: share of the {recipe} run's {book.stage1_epochs} + {book.stage2_epochs} epochs "
                   f"(points: seeds; line: their mean)")
     ax.set_ylabel("test R-sum (Flickr8k 1K)")
     fig.tight_layout()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .chapter import CLAIMED_BY, Budget, Family, chapter, epochs_of
-from .results import BOOK_RUNS_CSV, CENTRAL_CSV, MIN_SEEDS, budget_runs, family_runs, incomplete_arms, load
+from .results import BOOK_RUNS_CSV, BOOK_SEEDS_CSV, MIN_SEEDS, budget_runs, family_runs, incomplete_arms, load
 from .stats import bootstrap_difference, paired_differences
 from .tables import shared_stage1_table
 
@@ -133,56 +133,77 @@ def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_leng
 
 def reference_check(table: pd.DataFrame, arm: str | None = None) -> str:
     """Whether the reference arm learned at this budget: its best validation R-sum per seed against
-    :data:`REFERENCE_SHARE` of the book run's (the last row of ``book_runs.csv``)."""
+    :data:`REFERENCE_SHARE` of the whole run of the recipe the chapter shortens (its latest row in
+    ``book_runs.csv``)."""
+    from dualpath.config import preset
+
+    from ..book_runs import describe_recipe
+
     arm = arm or chapter().reference
-    book = pd.read_csv(BOOK_RUNS_CSV).iloc[-1]
+    runs_of = pd.read_csv(BOOK_RUNS_CSV)
+    runs_of = runs_of[runs_of.recipe == describe_recipe(preset(chapter().recipe_preset))]
+    if runs_of.empty:
+        return (f"The `{chapter().recipe_preset}` recipe has no whole run in `book/tables/book_runs.csv`, "
+                "so whether the reference arm learned is not checked.")
+    book = runs_of.iloc[-1]
     target = REFERENCE_SHARE * float(book["stage2_val_rsum"])
     runs = table[table["arm"] == arm]
     if "val_rsum" not in runs or runs["val_rsum"].isna().all():
         return (f"The reference arm's validation R-sum is not measured yet; it must reach "
-                f"{100 * REFERENCE_SHARE:.0f}% of the book run's {book['stage2_val_rsum']:.1f}, i.e. {target:.1f}.")
+                f"{100 * REFERENCE_SHARE:.0f}% of the `{chapter().recipe_preset}` run's {book['stage2_val_rsum']:.1f}, "
+                f"i.e. {target:.1f}.")
     vals = runs.sort_values("seed")["val_rsum"]
     ok = bool((vals >= target).all())
     return (f"The reference arm ({arm}) reaches validation R-sum "
             f"{', '.join(f'{v:.1f}' for v in vals)} (seeds {', '.join(str(s) for s in sorted(runs['seed']))}) "
-            f"against {target:.1f}, {100 * REFERENCE_SHARE:.0f}% of the book run's {book['stage2_val_rsum']:.1f}: "
+            f"against {target:.1f}, {100 * REFERENCE_SHARE:.0f}% of the `{chapter().recipe_preset}` run's "
+            f"{book['stage2_val_rsum']:.1f}: "
             + ("every seed is past it, so the arms are compared where the model has learned."
                if ok else "not every seed is past it, so read the verdicts with that in mind."))
 
 
-def seed_spread_sentence(central: pd.DataFrame | None = None) -> str:
-    """The book recipe's test numbers over the seeds of the central sweep (its ``loss-paper`` arm,
+def seed_spread_sentence(seeds: pd.DataFrame | None = None) -> str:
+    """The book recipe's test numbers over three seeds (``make seeds``: ``grids/book_seeds.yaml``,
     the ``cpu`` preset), mean ± std, with the machine they came from."""
-    central = load(CENTRAL_CSV, missing_ok=True) if central is None else central
-    book = central[central.arm == chapter().central.better] if "arm" in central else central
+    book = load(BOOK_SEEDS_CSV, missing_ok=True) if seeds is None else seeds
+    if "status" in book:
+        book = book[book.status == "done"]
     if len(book) < 2:
-        return ("The three-seed numbers of the book's `cpu` recipe (`make central`, "
-                "`book/tables/central.csv`) are not measured yet.")
+        return ("The three-seed numbers of the book's `cpu` recipe (`make seeds`, "
+                "`book/tables/book_seeds.csv`) are not measured yet.")
     def stat(key: str) -> str:
         return f"{book[key].mean():.1f} ± {book[key].std(ddof=1):.1f}"
     machine = str(book["machine"].iloc[0]).replace(" | ", ", ") if "machine" in book else "the machine in the table"
-    return (f"Over {len(book)} seeds of the book's `cpu` recipe (`make central`, one torch thread each, "
+    return (f"Over {len(book)} seeds of the book's `cpu` recipe (`make seeds`, one torch thread each, "
             f"on {machine}): test R-sum {stat('rsum')}, image->text R@1 {stat('i2t_r1')}, text->image "
             f"R@1 {stat('t2i_r1')} (mean ± std).")
 
 
 def budget_sentence() -> str:
-    """How long each arm trains, against the paper and the book's own run (from the presets)."""
+    """How long each arm trains, against the paper and the whole run of the recipe the chapter
+    shortens (from the presets)."""
     from dualpath.config import preset
 
-    budget_preset, budget = chapter().budget_preset, chapter().budget
-    ours, book, full = preset(budget_preset), preset("cpu"), preset("paper")
+    from ..book_runs import text_cnn_words
+
+    budget_preset, budget, recipe = chapter().budget_preset, chapter().budget, chapter().recipe_preset
+    ours, book, full = preset(budget_preset), preset(recipe), preset("paper")
     own = round(_percent(ours, book))   # the chapter's own point of the budget curve
     others = sorted({p for points in budget.arms.values() for p in points} - {own})
+    precision = "bfloat16 autocast" if book.amp_cpu else "float32"
+    moved = "" if recipe == "cpu" else (
+        f" The chapter's recipe is the `{recipe}` preset ({text_cnn_words(book)}, {precision}), the book's run "
+        f"before the `cpu` preset moved to the paper's deeper, wider text CNN ({text_cnn_words(preset('cpu'))}); "
+        "the text-CNN page measures both networks.")
     return (f"**Budget.** Every arm trains {ours.stage1_epochs} + {ours.stage2_epochs} epochs over the "
             f"training {ours.epoch_unit} with the book recipe's {ours.optimizer.capitalize()} and cosine "
-            f"decay in each phase (the `{budget_preset}` preset): {phases_of(ours, book)} of the book's own "
+            f"decay in each phase (the `{budget_preset}` preset): {phases_of(ours, book)} of the `{recipe}` "
             f"run ({book.stage1_epochs} + {book.stage2_epochs}), {epoch_share(ours, book)} of its epochs, and "
             f"{epoch_share(ours, full)} of the official code's {full.stage1_epochs} + {full.stage2_epochs}, "
             f"each of ours over every caption where the official code drew one caption per image. The Stage I "
             f"length arms keep the total of {_epochs(ours)} epochs; the budget curve adds "
-            f"{_and(f'{p}%' for p in others)} of the book's run. A verdict holds on this budget, which is why "
-            f"each sentence says so when it contradicts a claim.")
+            f"{_and(f'{p}%' for p in others)} of the `{recipe}` run. A verdict holds on this budget, which is why "
+            f"each sentence says so when it contradicts a claim.{moved}")
 
 
 def phases_of(part, whole) -> str:

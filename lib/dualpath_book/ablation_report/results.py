@@ -22,7 +22,8 @@ from .chapter import Budget, Family, chapter
 ABLATIONS_CSV = TABLES_DIR / "ablations.csv"
 RANKS_NPZ = TABLES_DIR / "ablations_ranks.npz"   # per-query test ranks of every run, capped at 10
 SHORT_CSV = TABLES_DIR / "ablations_short.csv"   # grids/ablations_short.yaml: the first sweep's budget
-CENTRAL_CSV = TABLES_DIR / "central.csv"         # grids/central.yaml, the book's budget
+CENTRAL_CSV = TABLES_DIR / "central.csv"         # grids/central.yaml, the cpu-narrow recipe's whole budget
+BOOK_SEEDS_CSV = TABLES_DIR / "book_seeds.csv"   # grids/book_seeds.yaml, the cpu recipe over three seeds
 BOOK_RUNS_CSV = TABLES_DIR / "book_runs.csv"
 # the chapter's tables: R-sum, then R@1 and R@10 of each direction (R@5 lies between them)
 METRICS = ("rsum", *(key for key in RECALL_KEYS if key.endswith((f"_r{RECALL_AT[0]}", f"_r{RECALL_AT[-1]}"))))
