@@ -122,6 +122,19 @@ def test_metrics_and_log_summaries():
         analysis.log_summary(log, "stage2")
 
 
+def test_a_readable_table_shows_integers_as_integers_and_no_float_noise():
+    from dualpath_book.page import readable
+    metrics = {"stage1": {"i2t_r1": 12.345, "rsum": 100.0, "best_epoch": 5},
+               "stage2": {"i2t_r1": 20.0, "rsum": float("nan"), "best_epoch": 13}}
+    shown = readable(analysis.metrics_frame(metrics), 1)
+    assert shown.loc["Stage I", "best_epoch"] == "5" and shown.loc["Stage II", "best_epoch"] == "13"
+    assert shown.loc["Stage I", "i2t_r1"] == "12.3" and shown.loc["Stage II", "rsum"] == ""
+    drops = readable(pd.DataFrame({"drop": [0.009, -0.0004, 1.23456e-7]}), 3)
+    assert drops["drop"].tolist() == ["0.009", "0.000", "0.000"]   # no exponent, no -0.000
+    words = readable(pd.DataFrame({"word": ["a"], "in vocabulary": [True]}))
+    assert words.loc[0, "word"] == "a" and bool(words.loc[0, "in vocabulary"]) is True
+
+
 def test_reference_tables():
     f8k = analysis.reference_table("flickr8k")
     assert "Fisher vectors GMM+HGLMM" in set(f8k.method)

@@ -291,7 +291,8 @@ def metrics_frame(metrics: dict[str, dict[str, Any]], phases: Sequence[str] = ("
     labels = labels or {"stage1": "Stage I", "stage2": "Stage II"}
     cols = [*metric_keys("medr", "map"), "best_epoch"]
     rows = {labels.get(p, p): {c: metrics[p].get(c, np.nan) for c in cols} for p in phases if p in metrics}
-    return pd.DataFrame(rows).T
+    # object dtype: the best epoch stays an integer beside the float recalls (page.readable shows it)
+    return pd.DataFrame.from_dict(rows, orient="index", dtype=object)
 
 
 def split_sizes(cfg: Config, data_root=None) -> dict[str, dict[str, int]]:

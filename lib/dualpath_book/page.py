@@ -212,6 +212,31 @@ def plain(value: Any) -> Any:
     return value
 
 
+def readable(table: "pd.DataFrame | pd.Series", decimals: int = 2) -> "pd.DataFrame":
+    """A table as a reader sees it: integers without a decimal point, other numbers rounded to
+    ``decimals`` places (never ``-0.00``, never in exponent notation), empty cells where a value is
+    missing. Build the table with ``dtype=object`` where a column mixes integers and floats, so
+    that the integers stay integers."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    frame = table.to_frame() if isinstance(table, pd.Series) else table
+
+    def cell(v: Any) -> Any:
+        v = plain(v)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float)):
+            return v
+        if isinstance(v, int):
+            return str(v)
+        return f"{round(v, decimals) + 0.0:.{decimals}f}"   # + 0.0 turns -0.0 into 0.0
+
+    return frame.apply(lambda col: col.map(cell))
+
+
 def glue_values(**values: Any) -> None:
     """``myst_nb.glue`` each value under its name, hidden, as plain Python numbers or text.
 

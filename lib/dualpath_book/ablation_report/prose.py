@@ -13,15 +13,21 @@ from .tables import shared_stage1_table
 REFERENCE_SHARE = 0.85   # the reference arm must reach this share of the book run's validation R-sum
 
 
+TIE = 0.1   # paired differences of test R-sum this small are ties: the table rounds to 0.1
+
+
 def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
             ranks: dict[str, np.ndarray] | None = None) -> str:
     """One sentence: the measured effect of the family's claim and whether it agrees with whoever
     makes it (:data:`CLAIMED_BY`).
 
-    A difference counts only when it exceeds the larger seed standard deviation of the two arms;
-    otherwise the sentence says the seeds cannot tell them apart. Beside it: on how many seeds
-    the expected arm won (paired by seed) and, given the test ranks of both arms, a 95% bootstrap
-    interval of the difference over test queries (:func:`bootstrap_difference`).
+    With three seeds a gap of one standard deviation is weak evidence, so a verdict needs three
+    things to say "agrees" (or "contradicts"): the expected arm ahead (or behind) on every seed by
+    more than :data:`TIE`, paired by seed; given the test ranks of both arms, a 95% bootstrap
+    interval of the difference over test queries (:func:`bootstrap_difference`) that excludes 0;
+    and a mean difference larger than the larger seed standard deviation of the two arms. With the
+    first two and not the third the sentence says the result is consistent with (or leans against)
+    the claim, by less than the seed spread; otherwise that the runs cannot confirm or refute it.
     """
     family = chapter().family(family)
     template, whose = CLAIMED_BY[family.claimed_by]
@@ -36,23 +42,41 @@ def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
     b, w = stats.loc[family.better], stats.loc[family.worse]
     diff = b["mean"] - w["mean"]
     spread = max(b["std"], w["std"])
-    if diff > spread:
-        outcome = f"agrees with {whose}"
-    elif diff < -spread:
-        outcome = f"contradicts {whose} on this budget"
-    else:
-        outcome = f"cannot confirm or refute {whose}: the difference is within the seed spread"
     paired = paired_differences(table, family, metric)
-    evidence = f"ahead on {int((paired > 0).sum())} of {len(paired)} seeds"
+    ahead, behind = int((paired > TIE).sum()), int((paired < -TIE).sum())
+    evidence = f"ahead on {ahead} of {len(paired)} seeds"
+    if len(paired) - ahead - behind:
+        evidence += f", tied on {len(paired) - ahead - behind} within {TIE:g}"
+    interval = None
     if ranks is not None and metric == "rsum":
         seeds = [int(s) for s in paired.index]
         if all(f"{arm}/seed{s}/i2t" in ranks for arm in (family.better, family.worse) for s in seeds):
-            mean, lo, hi = bootstrap_difference(ranks, family.better, family.worse, seeds)
+            _, lo, hi = bootstrap_difference(ranks, family.better, family.worse, seeds)
+            interval = (lo, hi)
             evidence += f"; 95% bootstrap interval over test queries {lo:+.1f} to {hi:+.1f}"
+    outcome = _outcome(diff, spread, ahead, behind, len(paired), interval, whose)
     return (f"{claim} Measured ({int(min(b['count'], w['count']))} seeds): "
             f"{label[family.better]} reaches R-sum {b['mean']:.1f} ± {b['std']:.1f}, "
             f"{label[family.worse]} {w['mean']:.1f} ± {w['std']:.1f}, a difference of {diff:+.1f} "
             f"({evidence}); this {outcome}.")
+
+
+def _outcome(diff: float, spread: float, ahead: int, behind: int, seeds: int,
+             interval: tuple[float, float] | None, whose: str) -> str:
+    """The verdict's words (see :func:`verdict` for the rule)."""
+    sign = 1 if diff > 0 else -1
+    every_seed = (ahead if sign > 0 else behind) == seeds > 0
+    outside = interval is None or (interval[0] > 0 if sign > 0 else interval[1] < 0)
+    if every_seed and outside:
+        if abs(diff) > spread:
+            return f"agrees with {whose}" if sign > 0 else f"contradicts {whose} on this budget"
+        return (f"is consistent with {whose}: ahead on every seed, by less than the seed spread" if sign > 0 else
+                f"leans against {whose} on this budget: behind on every seed, by less than the seed spread")
+    if not every_seed:
+        why = "the seeds disagree on the sign" if ahead and behind else "not every seed differs by more than a tie"
+    else:
+        why = "the bootstrap interval over test queries includes 0"
+    return f"cannot confirm or refute {whose}: {why}"
 
 
 def shared_stage1_sentence(table: pd.DataFrame) -> str:
@@ -114,21 +138,34 @@ def _ordering(words: dict[int, str], points: int) -> str:
 
 
 def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_length") -> str:
-    """What moving one epoch from Stage II to Stage I costs: the slope of a least-squares line
-    through the training seconds of the family's runs against their Stage I epochs (the family
-    keeps the total fixed, so the slope is all a fit can tell apart from the fixed costs)."""
+    """What the family's arms cost: the mean training seconds of each arm (runs not resumed
+    midway), whether they rise with the Stage I epochs, and what one epoch of each phase costs in
+    the whole run of the chapter's recipe, measured alone (``book_runs.csv``)."""
+    from dualpath.config import preset
+
+    from ..book_runs import describe_recipe
+
     family = chapter().family(family)
     runs = table[table["arm"].isin(family.arms) & (table["status"] == "done") & ~table["resumed"].astype(bool)]
-    stage1 = np.array([epochs_of(arm)[0] for arm in runs["arm"]], dtype=float)
-    (total,) = {sum(epochs_of(arm)) for arm in family.arms}
-    if len(set(stage1)) < 2:
+    if runs["arm"].nunique() < 2:
         return "What a Stage I epoch costs is not measured yet (it needs two arms of this family)."
-    slope, zero = np.polyfit(stage1, runs["train_s"].to_numpy(float), 1)
-    return (f"On the sweep's machine, with another run beside each, every epoch moved from Stage II to "
-            f"Stage I added about {slope:.0f} s of training to the {zero:.0f} s the line gives the 0 + {total} "
-            f"arm (a least-squares line through the training seconds of this family's {len(runs)} runs not "
-            f"resumed midway): Stage I's 6,000-way classifier on both branches costs more than the ranking "
-            f"loss, so the arms with a longer Stage I also train longer.")
+    means = runs.groupby("arm")["train_s"].mean()
+    order = sorted(means.index, key=lambda arm: epochs_of(arm)[0])
+    listed = _and(f"{' + '.join(str(e) for e in epochs_of(arm))}: {means[arm] / 60:.0f} min" for arm in order)
+    rising = all(means[a] < means[b] for a, b in zip(order, order[1:]))
+    text = (f"Mean training time of each arm's runs (Stage I + Stage II epochs: minutes) on the sweep's machine, "
+            f"with another run beside each: {listed}. "
+            + ("They rise with the Stage I epochs." if rising else
+               "They do not rise steadily with the Stage I epochs: two runs sharing two cores time too noisily "
+               "to rank the arms by cost."))
+    book = pd.read_csv(BOOK_RUNS_CSV)
+    book = book[book.recipe == describe_recipe(preset(chapter().recipe_preset))]
+    if not book.empty:
+        r = book.iloc[-1]
+        text += (f" Measured alone, in the whole `{chapter().recipe_preset}` run, a Stage I epoch took about "
+                 f"{r.stage1_epoch_s:.0f} s and a Stage II epoch {r.stage2_epoch_s:.0f} s: Stage I's 6,000-way "
+                 f"classifier on both branches costs more than the ranking loss alone.")
+    return text
 
 
 def reference_check(table: pd.DataFrame, arm: str | None = None) -> str:

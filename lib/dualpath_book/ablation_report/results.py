@@ -73,11 +73,22 @@ def budget_runs(table: pd.DataFrame, budget: Budget | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=["recipe", "percent", "seed", "rsum"])
 
 
-def provenance(table: pd.DataFrame) -> dict[str, str]:
-    """Commit(s), command and machine the results came from, and the count of runs."""
-    def one(col: str) -> str:
-        values = sorted({str(v) for v in table[col].dropna()}) if col in table.columns else []
-        return ", ".join(values) if values else "unknown"
-    return {"commit": one("commit"), "command": one("command"), "machine": one("machine"),
-            "runs": str(len(table)), "arms": str(table["arm"].nunique()),
-            "seeds": ", ".join(str(s) for s in sorted(table["seed"].unique()))}
+def provenance(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Where the results came from: a sentence (rows, distinct trainings, arms, seeds) and a table
+    of the finished runs by commit (short hash), machine and command."""
+    copies = table["same_as"].notna() if "same_as" in table.columns else pd.Series(False, index=table.index)
+    seeds = ", ".join(str(s) for s in sorted(table["seed"].unique())) or "none yet"
+    sentence = (f"{len(table)} rows of {table['arm'].nunique()} arms, seeds {seeds}: "
+                f"{int((~copies).sum())} trainings"
+                + (f", and {int(copies.sum())} rows that show one of them again under another arm's name "
+                   f"(the budget curve's points)" if copies.any() else "") + ".")
+    cols = [c for c in ("commit", "machine", "command") if c in table.columns]
+    if not cols or table.empty:
+        return sentence, pd.DataFrame(columns=["commit", "machine", "command", "rows"])
+    where = table[cols].fillna("unknown").astype(str)
+    if "commit" in where:
+        where["commit"] = where["commit"].str[:7]
+    if "machine" in where:
+        where["machine"] = where["machine"].str.replace(" | ", ", ", regex=False)
+    counts = where.value_counts().rename("rows").reset_index()
+    return sentence, counts.sort_values(cols).reset_index(drop=True)
