@@ -137,6 +137,9 @@ def test_a_verdict_needs_every_seed_and_says_when_the_gap_is_below_the_spread():
     assert ar.prose._outcome(7.0, 2.0, 3, 0, 3, (-0.5, 12.0), "the paper") == \
         "cannot confirm or refute the paper: the bootstrap interval over test queries includes 0"
     assert ar.prose._outcome(7.0, 2.0, 3, 0, 3, (1.0, 12.0), "the paper") == "agrees with the paper"
+    # the intro's results at a glance: the outcome alone
+    assert ar.verdict(t, fam, words_only=True) == "cannot confirm or refute the official code's design"
+    assert ar.verdict(t[t.arm != "negatives-sum"], fam, words_only=True) == "is not measured yet"
 
 
 def test_report_names_what_is_missing(tmp_path):

@@ -69,6 +69,28 @@ def test_browser_finds_broken_external_and_raw_math(tmp_path):
         assert shot.size[0] > 100
 
 
+@needs_browser
+def test_browser_finds_what_overflows_the_column_and_counts_the_code_a_reader_sees(tmp_path):
+    site = tmp_path / "html"
+    page = site / "book" / "generated" / "01_data.html"
+    page.parent.mkdir(parents=True)
+    (site / "index.html").write_text("<html></html>")
+    cells = "".join(f'<div class="cell_input"><pre>line {k}\nline {k}b</pre></div>' for k in range(3))
+    hidden = '<details><summary>show</summary><div class="cell_input"><pre>1\n2\n3</pre></div></details>'
+    wide_table = "<table><tr>" + "".join(f"<td>column{k}</td>" for k in range(80)) + "</tr></table>"
+    wide_code = '<pre style="overflow-x: auto">' + "x" * 500 + "</pre>"
+    narrow = '<table><tr><td>a</td><td>b</td></tr></table><pre>short</pre>'
+    (site / "fits.html").write_text(f'<html><article style="width: 600px">{cells}{hidden}{narrow}</article></html>')
+    (site / "wide.html").write_text(f'<html><article style="width: 600px">{wide_table}{wide_code}</article></html>')
+    page.write_text(f'<html><article style="width: 600px">{cells * 25}</article></html>')
+    fits, wide, busy = htmlcheck.check_pages(site, ["fits.html", "wide.html", "book/generated/01_data.html"])
+    assert fits.ok and fits.code_lines == 6, fits.describe()       # the collapsed cell is not counted
+    assert not wide.ok and [w.split(" of ")[0] for w in wide.wide] == ["table", "pre"], wide.describe()
+    assert "wider than the text column: table of" in wide.describe()
+    assert busy.code_lines == 150 and busy.code_limit == htmlcheck.CODE_LINE_LIMIT and not busy.ok
+    assert "more than the" in busy.describe()
+
+
 @pytest.fixture(scope="module")
 def mathjax_static(tmp_path_factory):
     if not shutil.which("npm") and not mathjax.tarball_cached():

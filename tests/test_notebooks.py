@@ -248,6 +248,8 @@ def smoke_book(tmp_path_factory):
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO_ROOT / name, root / name)
     shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("generated"))
+    # the book's own stylesheet (what keeps tables and code inside the column); MathJax comes below
+    shutil.copytree(REPO_ROOT / "_static", root / "_static", ignore=shutil.ignore_patterns("mathjax"))
     t0 = time.perf_counter()
     proc = _pipeline(root, "--smoke", "--out", str(root / "book" / "generated"), "--runs", str(root / "runs"))
     wall = time.perf_counter() - t0

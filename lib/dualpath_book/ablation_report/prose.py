@@ -17,7 +17,7 @@ TIE = 0.1   # paired differences of test R-sum this small are ties: the table ro
 
 
 def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
-            ranks: dict[str, np.ndarray] | None = None) -> str:
+            ranks: dict[str, np.ndarray] | None = None, words_only: bool = False) -> str:
     """One sentence: the measured effect of the family's claim and whether it agrees with whoever
     makes it (:data:`CLAIMED_BY`).
 
@@ -28,12 +28,15 @@ def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
     and a mean difference larger than the larger seed standard deviation of the two arms. With the
     first two and not the third the sentence says the result is consistent with (or leans against)
     the claim, by less than the seed spread; otherwise that the runs cannot confirm or refute it.
+    ``words_only``: just that outcome, e.g. "agrees with the paper" (the intro's results at a glance).
     """
     family = chapter().family(family)
     template, whose = CLAIMED_BY[family.claimed_by]
     claim = template.format(claim=family.claim)
     missing = [a for a in incomplete_arms(table, family) if a in (family.better, family.worse)]
     if missing:
+        if words_only:
+            return "is not measured yet"
         return (f"{claim} Not measured yet: arm(s) {', '.join(missing)} "
                 f"have fewer than {MIN_SEEDS} finished seeds; `make ablations` resumes the sweep.")
     runs = family_runs(table, family)
@@ -55,6 +58,8 @@ def verdict(table: pd.DataFrame, family: Family | str, metric: str = "rsum",
             interval = (lo, hi)
             evidence += f"; 95% bootstrap interval over test queries {lo:+.1f} to {hi:+.1f}"
     outcome = _outcome(diff, spread, ahead, behind, len(paired), interval, whose)
+    if words_only:
+        return outcome.split(":")[0]
     return (f"{claim} Measured ({int(min(b['count'], w['count']))} seeds): "
             f"{label[family.better]} reaches R-sum {b['mean']:.1f} ± {b['std']:.1f}, "
             f"{label[family.worse]} {w['mean']:.1f} ± {w['std']:.1f}, a difference of {diff:+.1f} "

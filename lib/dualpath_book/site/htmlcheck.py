@@ -4,8 +4,9 @@ A static check of ``<img src>`` misses what only a browser sees: a PNG that does
 a stylesheet or script fetched from a CDN, a figure drawn by JavaScript. This module serves
 ``_build/html`` on 127.0.0.1, drives Debian's Chromium through ChromeDriver's W3C WebDriver
 HTTP API (the standard library is enough, so no browser package joins the environment) and,
-for every page of ``_toc.yml``, reports images that did not load and any resource that would
-come from another host. Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
+for every page of ``_toc.yml``, reports images that did not load, any resource that would
+come from another host, tables and code blocks wider than the text column, and the lines of code
+the page shows (the Reproduction pages may show at most :data:`CODE_LINE_LIMIT`). Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
 needs the internet shows it as a broken figure rather than quietly fetching it.
 
     python -m dualpath_book.site.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
@@ -53,7 +54,20 @@ const deadline = Date.now() + 30000;
   const attrs = Array.from(document.querySelectorAll(
       'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
     .map(el => el.src || el.href || el.data).filter(Boolean);
+  // What the reader sees: tables and code wider than the text column (cut off, or behind a
+  // scrollbar), and the lines of code a page shows (a collapsed <details> hides its cells).
+  const column = document.querySelector('article') || document.querySelector('main') || document.body;
+  const limit = column.clientWidth;
+  const wide = Array.from(column.querySelectorAll('table, pre')).filter(el => el.offsetParent !== null)
+    .filter(el => el.getBoundingClientRect().width > limit + 2 || el.scrollWidth > el.clientWidth + 2)
+    .map(el => ({tag: el.tagName.toLowerCase(), width: Math.max(el.scrollWidth, Math.round(el.getBoundingClientRect().width)),
+                 column: limit, text: el.innerText.trim().split('\\n')[0].slice(0, 60)}));
+  const code = Array.from(column.querySelectorAll('div.cell_input pre'))
+    .filter(el => el.offsetParent !== null && !el.closest('details:not([open])'))
+    .reduce((n, el) => n + el.innerText.replace(/\\n+$/, '').split('\\n').length, 0);
   done({
+    wide: wide,
+    code: code,
     title: document.title,
     math: document.querySelectorAll('.math').length,
     typeset: document.querySelectorAll('mjx-container').length,
@@ -75,22 +89,44 @@ class PageReport:
     title: str = ""
     images: int = 0
     equations: int = 0
+    code_lines: int = 0                 # lines of code the page shows (collapsed cells excluded)
+    code_limit: int | None = None       # at most this many, on the Reproduction pages
     broken: list[str] = field(default_factory=list)
     external: list[str] = field(default_factory=list)
+    wide: list[str] = field(default_factory=list)   # tables / code blocks wider than the text column
     error: str = ""
 
     @property
+    def too_much_code(self) -> bool:
+        return self.code_limit is not None and self.code_lines > self.code_limit
+
+    @property
     def ok(self) -> bool:
-        return not (self.broken or self.external or self.error)
+        return not (self.broken or self.external or self.wide or self.error or self.too_much_code)
 
     def describe(self) -> str:
+        counts = f"{self.images} image(s), {self.equations} equation(s), {self.code_lines} visible line(s) of code"
         if self.ok:
-            return f"ok      {self.page}: {self.images} image(s), {self.equations} equation(s)"
-        parts = [f"FAILED  {self.page}:"]
+            return f"ok      {self.page}: {counts}"
+        parts = [f"FAILED  {self.page}: {counts}"]
         parts += [f"  broken image {src}" for src in self.broken]
         parts += [f"  needs the internet: {url}" for url in self.external]
+        parts += [f"  wider than the text column: {what}" for what in self.wide]
+        if self.too_much_code:
+            parts.append(f"  shows {self.code_lines} lines of code, more than the {self.code_limit} a Reproduction "
+                         "page may (hide plumbing cells: tags remove-cell / remove-input / hide-input)")
         parts += [f"  {self.error}"] if self.error else []
         return "\n".join(parts)
+
+
+# The Reproduction pages (the executed notebooks 01-05) show the reader the calls a reader would
+# type, not the plumbing: at most this many visible lines of code each.
+CODE_LINE_LIMIT = 60
+REPRODUCTION_PAGES = tuple(f"book/generated/0{k}_" for k in range(1, 6))
+
+
+def code_limit(page: str) -> int | None:
+    return CODE_LINE_LIMIT if page.startswith(REPRODUCTION_PAGES) else None
 
 
 def toc_entries(toc: dict) -> list[str]:
@@ -213,7 +249,7 @@ def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None 
         with tempfile.TemporaryDirectory() as user_dir, _serve(html_dir) as origin:
             wd.start(browser, user_dir)
             for page in pages:
-                report = PageReport(page)
+                report = PageReport(page, code_limit=code_limit(page))
                 reports.append(report)
                 if not (html_dir / page).is_file():
                     report.error = "page missing from the build"
@@ -227,6 +263,9 @@ def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None 
                 report.images = len(seen["images"])
                 report.broken = [img["src"] for img in seen["images"] if not img["ok"]]
                 report.equations = seen["typeset"]
+                report.code_lines = seen["code"]
+                report.wide = [f"{w['tag']} of {w['width']} px in a {w['column']} px column ({w['text']!r})"
+                               for w in seen["wide"]]
                 if seen["math"] and not seen["typeset"]:
                     report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
                 report.external = sorted({url for url in seen["resources"]
