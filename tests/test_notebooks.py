@@ -346,6 +346,21 @@ def test_the_training_pages_describe_the_config_they_ran(smoke_book, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_executed_pages_show_no_warnings(smoke_book):
+    """A warning printed into a page (matplotlib's, pandas', ours) is noise and a machine path to the
+    reader: every executed notebook of the book is free of them."""
+    root, _ = smoke_book
+    found = []
+    for path in sorted((root / "book" / "generated").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", ""))
+                if out.get("name") == "stderr" and "Warning" in text:
+                    found.append(f"{path.name}: {text.strip()[:200]}")
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.slow
 @needs_browser
 def test_smoke_book_in_headless_chromium(smoke_book, tmp_path):
     """Every page of the toc in Chromium, offline: each figure decodes, each equation typesets."""
