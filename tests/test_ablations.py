@@ -158,6 +158,20 @@ def test_report_names_what_is_missing(tmp_path):
     ar.family_plot(t.iloc[:0], "loss")   # nothing finished: still a figure
 
 
+def test_the_book_recipe_seeds_come_from_the_runner_on_one_machine():
+    """The README's spread over seeds: unedited rows of grids/book_seeds.yaml, of a named commit,
+    one machine and one thread count (another machine follows another float trajectory)."""
+    if not ar.BOOK_SEEDS_CSV.is_file():
+        pytest.skip("book_seeds.csv not produced yet (make seeds)")
+    raw = pd.read_csv(ar.BOOK_SEEDS_CSV)
+    grid = load_grid(GRIDS / "book_seeds.yaml")
+    assert (raw["status"] == "done").all() and set(raw["arm"]) == {"book"} and set(raw["seed"]) <= set(grid.seeds)
+    assert raw["command"].str.contains("grids/book_seeds.yaml").all()
+    assert raw["commit"].notna().all() and not raw["commit"].str.endswith("-dirty").any()
+    assert raw["machine"].nunique() == 1
+    assert f"Over {len(raw)} seeds of the book's `cpu` recipe" in ar.seed_spread_sentence()
+
+
 @pytest.mark.parametrize("csv, grid_file, families", [
     (ar.ABLATIONS_CSV, "ablations.yaml", ar.FAMILIES),
     # run when its grid was grids/ablations.yaml, named `ablations`
