@@ -235,3 +235,23 @@ def test_a_run_moves_with_the_checkout_a_worker_has_elsewhere(tmp_path):
     assert moved.dir == Path("/elsewhere/clone/out/g/a/seed0")
     assert moved.arm.notebook == run.arm.notebook   # outside the checkout: the same path everywhere
     assert moved.parameters()["run_dir"] == str(moved.dir)
+
+
+def test_the_stop_watch_ends_quietly_when_its_dask_client_has_closed(monkeypatch):
+    """Interrupting a sweep closes the Dask client while a run's stop watch still polls its event:
+    distributed then raises AttributeError from inside Event.is_set; the watch ends without a
+    traceback and kills nothing (the worker that ends the sweep ends the kernel)."""
+    import threading
+
+    from dualpath_book import notebook_run
+
+    monkeypatch.setattr(notebook_run, "_STOP_POLL_S", 0.01)
+
+    def closed_client() -> bool:
+        raise AttributeError("'NoneType' object has no attribute 'event_is_set'")
+
+    finished = threading.Event()
+    watch = threading.Thread(target=notebook_run._kill_when, args=(closed_client, finished, []))
+    watch.start()
+    watch.join(timeout=5)
+    assert not watch.is_alive()

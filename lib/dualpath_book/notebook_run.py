@@ -106,6 +106,10 @@ def _kill_when(stopped: Callable[[], bool], finished: threading.Event, managers:
             stop = stopped()
         except OSError:   # whoever answers it is unreachable; the notebook goes on
             continue
+        except AttributeError:
+            # a Dask event whose client has closed (the sweep is shutting down): no one is left
+            # to ask, and the worker that ends the sweep ends this kernel too
+            return
         if stop:
             for manager in managers:
                 process = getattr(manager.provisioner, "process", None)
