@@ -240,10 +240,9 @@ def _store_weights_in_half(model) -> None:
     graph.node[:0] = casts  # Casts first: the graph stays topologically sorted
 
 
-def export(run_dir: str | Path, out: str | Path, *, half_weights: bool = False,
-           loaded: Exported | None = None) -> dict:
+def export(run_dir: str | Path, out: str | Path, *, half_weights: bool = False) -> dict:
     """Write the files of the module docstring into ``out``; returns what ``model.json`` says."""
-    run = loaded or load_run(run_dir)
+    run = load_run(run_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg, length = run.cfg, run.cfg.max_len
@@ -317,20 +316,31 @@ def topk(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
 
+def caption_rows(vocab: Vocabulary, captions: Sequence[str], length: int) -> np.ndarray:
+    """The text encoder's ``ids`` input for ``captions``: int64 [n, length]."""
+    return np.array([encode_row(vocab, c, length) for c in captions], dtype=np.int64).reshape(-1, length)
+
+
+def compare(reference: np.ndarray, got: np.ndarray, image_emb: np.ndarray, k: int = 10,
+            got_image_emb: np.ndarray | None = None) -> Parity:
+    """Two sets of caption embeddings [n, d]: their largest difference, and for how many captions the
+    top-``k`` images among ``image_emb`` [m, d] are the same list (``got`` ranks ``got_image_emb``
+    instead where given, e.g. the images as a page stores them)."""
+    theirs = image_emb if got_image_emb is None else got_image_emb
+    same = np.all(topk(reference @ image_emb.T, k) == topk(got @ theirs.T, k), axis=1)
+    return Parity(len(reference), float(np.abs(got - reference).max()), k, int(same.sum()),
+                  np.flatnonzero(~same)[:10].tolist())
+
+
 def check_parity(text_file: str | Path, text_cnn: nn.Module, vocab: Vocabulary, cfg, captions: Sequence[str],
                  image_emb: torch.Tensor, k: int = 10, threads: int = 0) -> Parity:
     """Embed ``captions`` with the ONNX text encoder (onnxruntime) and with PyTorch as the evaluator
     does; compare the embeddings and each caption's top-``k`` images among ``image_emb``."""
     from .embed import text_embeddings
 
-    ids = vocab.encode_all(captions)
-    reference = text_embeddings(text_cnn, ids, cfg.max_len, cfg.test_shift).numpy()
-    rows = np.array([encode_row(vocab, c, cfg.max_len) for c in captions], dtype=np.int64)
-    got = onnx_text_embeddings(onnx_session(text_file, threads), rows)
-    images = image_emb.float().numpy()
-    same = np.all(topk(reference @ images.T, k) == topk(got @ images.T, k), axis=1)
-    return Parity(len(captions), float(np.abs(got - reference).max()), k, int(same.sum()),
-                  np.flatnonzero(~same)[:10].tolist())
+    reference = text_embeddings(text_cnn, vocab.encode_all(captions), cfg.max_len, cfg.test_shift).numpy()
+    got = onnx_text_embeddings(onnx_session(text_file, threads), caption_rows(vocab, captions, cfg.max_len))
+    return compare(reference, got, image_emb.float().numpy(), k)
 
 
 # ----------------------------------------------------------------------------- CLI
