@@ -237,7 +237,9 @@ def _store_weights_in_half(model) -> None:
         init.CopyFrom(half)
         casts.append(helper.make_node("Cast", [name + "_f16"], [name], to=onnx.TensorProto.FLOAT,
                                       name=f"{name}_to_float"))
-    graph.node[:0] = casts  # Casts first: the graph stays topologically sorted
+    nodes = casts + list(graph.node)   # Casts first: the graph stays topologically sorted
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def export(run_dir: str | Path, out: str | Path, *, half_weights: bool = False) -> dict:
