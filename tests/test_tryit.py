@@ -261,4 +261,4 @@ def test_page_ranks_as_python_in_headless_chromium(page_site, smoke_run, opened)
         assert [text.split("  (one of")[0] for text in listed] == [test.captions[c] for c in top[first]]
         loaded = wd.execute("return performance.getEntriesByType('resource').map(e => e.name)")
         assert not htmlcheck.external_resources(loaded, origin)
-        assert any(url.endswith("text_encoder.onnx") for url in loaded)
+        assert any(url.endswith("text_encoder.onnx.gz") for url in loaded)

@@ -11,7 +11,9 @@ where the pipeline calls it after the notebooks):
 * ``index.json``: every test image's file name, thumbnail and own captions, the test captions, and
   for each image the ``TOP_CAPTIONS`` captions ranked first for it (image -> text, from the run's
   test caption embeddings), with the commit and metrics of ``model.json``;
-* ``thumbs/NNNN.jpg``: a small thumbnail of each test image (the page loads only those it shows).
+* ``thumbs/NNNN.jpg``: a small thumbnail of each test image (the page loads only those it shows);
+* ``text_encoder.onnx.gz`` and ``index.json.gz``, which the page loads and inflates itself, so that it
+  stays light on a static host that does not compress what it serves.
 
 The caption embeddings cost minutes on a CPU (every caption at every offset), so the files are
 kept with a key (the checkpoint, the run's metrics and this code): a second build with the same run
@@ -19,11 +21,13 @@ rewrites nothing.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +40,10 @@ THUMB_QUALITY = 80
 TOP_CAPTIONS = 5
 KEY_FILE = ".key.json"
 INDEX_FILE, IMAGES_FILE, THUMBS_DIR = "index.json", "images.f16", "thumbs"
+#: the files the page loads gzip-compressed (it inflates them itself): a static host need not compress
+GZIPPED = (exporter.TEXT_FILE, INDEX_FILE)
 #: what the page loads, besides the thumbnails it shows
-PAGE_FILES = (exporter.TEXT_FILE, exporter.TOKENIZER_FILE, exporter.META_FILE, INDEX_FILE, IMAGES_FILE)
+PAGE_FILES = (*(f"{name}.gz" for name in GZIPPED), exporter.TOKENIZER_FILE, exporter.META_FILE, IMAGES_FILE)
 
 
 def page_key(run_dir: str | Path) -> str:
@@ -72,12 +78,15 @@ def write_page_data(run_dir: str | Path, out: str | Path, data_root=None, log=pr
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
+        t0 = time.perf_counter()
         meta = exporter.export(run_dir, tmp, half_weights=True)
+        t1 = time.perf_counter()
         run = open_run(run_dir, data_root, log=lambda *a: None)
         phase = meta["phase"]
         run.load_best(phase)
         img, txt = run.embed("test", phase)
         test = run.test_corpus
+        log(f"try_it: exported in {t1 - t0:.0f} s, test embeddings in {time.perf_counter() - t1:.0f} s")
         (tmp / IMAGES_FILE).write_bytes(img.numpy().astype("<f2").tobytes())
         top = exporter.topk(img.numpy() @ txt.numpy().T, TOP_CAPTIONS)
         thumbs = write_thumbnails(test.image_paths(), tmp / THUMBS_DIR)
@@ -90,6 +99,8 @@ def write_page_data(run_dir: str | Path, out: str | Path, data_root=None, log=pr
             "embeddings": {"file": IMAGES_FILE, "dtype": "float16", "shape": [len(test.images), int(img.shape[1])]},
         }
         write_json_atomic(tmp / INDEX_FILE, index)
+        for name in GZIPPED:   # mtime 0: the same file always gives the same bytes
+            (tmp / f"{name}.gz").write_bytes(gzip.compress((tmp / name).read_bytes(), 9, mtime=0))
         write_json_atomic(tmp / KEY_FILE, {"key": key, "run_dir": str(run_dir)})
         tmp.chmod(0o755)   # mkdtemp makes it 0700
         if out.exists():

@@ -37,9 +37,7 @@
   }
 
   async function fetchJson(url) {
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-    return response.json();
+    return JSON.parse(new TextDecoder().decode(await fetchBytes(url)));
   }
 
   // IEEE half -> float: the embeddings travel as float16 to halve their size.
@@ -87,8 +85,8 @@
       ort.env.wasm.wasmPaths = { mjs: new URL(this.base + ORT_DIR + "ort-wasm-simd-threaded.mjs", location.href).href };
       const [meta, rules, index, wasm, model, images] = await Promise.all([
         fetchJson(this.base + "model.json"), fetchJson(this.base + "tokenizer.json"),
-        fetchJson(this.base + "index.json"), fetchBytes(this.base + ORT_DIR + "ort-wasm-simd-threaded.wasm.gz"),
-        fetchBytes(this.base + "text_encoder.onnx"), fetchBytes(this.base + "images.f16"),
+        fetchJson(this.base + "index.json.gz"), fetchBytes(this.base + ORT_DIR + "ort-wasm-simd-threaded.wasm.gz"),
+        fetchBytes(this.base + "text_encoder.onnx.gz"), fetchBytes(this.base + "images.f16"),
       ]);
       ort.env.wasm.wasmBinary = wasm;
       this.session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"] });
