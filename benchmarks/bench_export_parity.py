@@ -7,7 +7,7 @@ under onnxruntime on every test caption and compares with the run's own test-tim
 the top-10 test images are the same list. The page also holds the image embeddings in float16, so the
 float16 export is compared against them too (top-10 and top-5).
 
-    python benchmarks/bench_export_parity.py runs/book/cpu-efficientnet_lite0-seed0
+    python benchmarks/bench_export_parity.py runs/book/cpu-efficientnet_lite0-seed0 [--weights half]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--data-root")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+    ap.add_argument("--weights", choices=("both", "float32", "half"), default="both", help="which exports to check")
     args = ap.parse_args(argv)
     run = open_run(args.run_dir, args.data_root, log=lambda *a: None)
     phase = run.phases[-1].name
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     rows = exporter.caption_rows(run.data.vocab, run.test_corpus.captions, run.cfg.max_len)
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
-        for half in (False, True):
+        for half in {"both": (False, True), "float32": (False,), "half": (True,)}[args.weights]:
             out = Path(tmp) / ("half" if half else "float32")
             exporter.export(args.run_dir, out, half_weights=half)
             size = (out / exporter.TEXT_FILE).stat().st_size

@@ -49,7 +49,7 @@ def wait(wd, script: str, timeout: float = 120):
     raise RuntimeError(f"timed out waiting for: {script}")
 
 
-def measure(site: Path, page: str, queries, repeats: int) -> dict:
+def measure(site: Path, page: str, queries, repeats: int, screenshot: Path | None = None) -> dict:
     with htmlcheck.browser(site) as (wd, origin):
         wd.open(origin + page)
         wait(wd, "const r = document.querySelector('.dualpath-try-it');"
@@ -73,6 +73,8 @@ def measure(site: Path, page: str, queries, repeats: int) -> dict:
         wd.click(wd.find(".tryit-hit .tryit-image"))
         wait(wd, "return !document.querySelector('.tryit-panel').hidden")
         time.sleep(0.5)   # the panel's thumbnail
+        if screenshot:
+            wd.screenshot(screenshot)
         entries = wd.execute("""
             const nav = performance.getEntriesByType('navigation')[0];
             return [nav].concat(performance.getEntriesByType('resource')).map(
@@ -89,6 +91,7 @@ def main(argv=None) -> int:
                                    "the page alone")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the measurements here")
+    ap.add_argument("--screenshot", help="a PNG of the page after the last query and a click on its first image")
     args = ap.parse_args(argv)
     page_data = Path(args.page_data)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
         else:
             site = Path(tmp)
             tryit.standalone_page(site, page_data)
-        result = measure(site, "book/try_it.html", QUERIES, args.repeats)
+        result = measure(site, "book/try_it.html", QUERIES, args.repeats,
+                         Path(args.screenshot) if args.screenshot else None)
         thumbs = sorted((site / tryit.STATIC_DIR / "thumbs").glob("*.jpg"))
         result["all_thumbnails_bytes"] = sum(p.stat().st_size for p in thumbs)
         result["n_thumbnails"] = len(thumbs)

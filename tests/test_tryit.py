@@ -37,7 +37,7 @@ from shared_data import shared_flickr8k
 from test_htmlcheck import needs_browser
 
 ENV = {**os.environ, "DUALPATH_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
-TOKENIZER_JS = Path(tryit.__file__).resolve().parent / "tokenizer.js"
+TOKENIZER_JS = Path(tryit.__file__).resolve().parent / "tokenizer.mjs"
 QUERIES = ("a dog runs on the grass", "two people sit on a bench", "a man in a red shirt climbs a rock")
 # the exported encoder against PyTorch: float32 both, summed in another order
 MAX_DIFF = 1e-5
@@ -104,6 +104,27 @@ def test_onnx_text_encoder_gives_pytorchs_embedding_of_every_test_caption(export
 
 
 @pytest.mark.slow
+def test_half_weights_halve_the_file_and_keep_the_arithmetic_in_float32(exported, opened, tmp_path):
+    run, _, img, _ = opened
+    exporter.export(run.path, tmp_path, half_weights=True)
+    import onnx
+    model = onnx.load(str(tmp_path / "text_encoder.onnx"))
+    assert json.loads((tmp_path / "model.json").read_text())["weights"] == "float16"
+    halved = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    assert "text_cnn.fc5_2.weight_f16" in halved and "text_cnn.stages.3.0.conv2.weight_f16" in halved
+    assert not any(name.startswith(exporter.FLOAT32_KEPT) for name in halved)
+    head = onnx.load(str(tmp_path / "image_head.onnx"))
+    assert {i.name for i in head.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16} \
+        == {"image_head.fc1.weight_f16", "image_head.fc1_1.weight_f16"}
+    ratio = (tmp_path / "text_encoder.onnx").stat().st_size / (exported / "text_encoder.onnx").stat().st_size
+    assert ratio < 0.8
+    captions = list(run.test_corpus.captions)
+    parity = exporter.check_parity(tmp_path / "text_encoder.onnx", run.model.text_cnn, run.data.vocab, run.cfg,
+                                   captions, img, k=10)
+    assert parity.max_abs_diff < 2e-3     # float16 rounding of the weights, nothing worse
+
+
+@pytest.mark.slow
 def test_onnx_image_head_gives_the_evaluators_image_embeddings(exported, opened):
     run, phase, img, _ = opened
     from dualpath.train.inputs import image_source
@@ -160,11 +181,13 @@ def test_javascript_tokenizer_gives_pythons_ids_for_every_test_caption(tmp_path)
     assert len(captions) == 5000 + len(NASTY)
     (tmp_path / "rules.json").write_text(json.dumps(exporter.tokenizer_rules(vocab, 32)))
     (tmp_path / "captions.json").write_text(json.dumps(captions))
-    script = ("const fs = require('fs'); const {makeTokenizer} = require(process.argv[1]);"
-              "const t = makeTokenizer(JSON.parse(fs.readFileSync(process.argv[2])));"
-              "const rows = JSON.parse(fs.readFileSync(process.argv[3])).map(c => t.encode(c).row);"
-              "fs.writeFileSync(process.argv[4], JSON.stringify(rows));")
-    subprocess.run([node, "-e", script, str(TOKENIZER_JS), str(tmp_path / "rules.json"),
+    script = ("import fs from 'fs'; import {pathToFileURL} from 'url';"
+              "const [tokenizer, rules, texts, out] = process.argv.slice(1);"
+              "const {makeTokenizer} = await import(pathToFileURL(tokenizer).href);"
+              "const t = makeTokenizer(JSON.parse(fs.readFileSync(rules)));"
+              "const rows = JSON.parse(fs.readFileSync(texts)).map(c => t.encode(c).row);"
+              "fs.writeFileSync(out, JSON.stringify(rows));")
+    subprocess.run([node, "--input-type=module", "-e", script, str(TOKENIZER_JS), str(tmp_path / "rules.json"),
                     str(tmp_path / "captions.json"), str(tmp_path / "rows.json")], check=True, timeout=120)
     js = json.loads((tmp_path / "rows.json").read_text())
     python = [exporter.encode_row(vocab, c, 32) for c in captions]
@@ -178,10 +201,11 @@ def test_onnxruntime_web_is_vendored_once_and_checked(tmp_path):
     if not shutil.which("npm") and not onnxruntime_web.tarball_cached():
         pytest.skip("npm not installed and onnxruntime-web not cached")
     dest = onnxruntime_web.vendor(tmp_path / "ort")
-    assert (dest / "ort.wasm.min.js").stat().st_size > 10_000
+    assert (dest / "ort.wasm.min.mjs").stat().st_size > 10_000
     assert gzip.decompress((dest / "ort-wasm-simd-threaded.wasm.gz").read_bytes())[:4] == b"\0asm"
-    stamp = (dest / "ort.wasm.min.js").stat().st_mtime_ns
-    assert onnxruntime_web.vendor(dest) == dest and (dest / "ort.wasm.min.js").stat().st_mtime_ns == stamp
+    stamp = (dest / "ort.wasm.min.mjs").stat().st_mtime_ns
+    assert onnxruntime_web.vendor(dest) == dest and (dest / "ort.wasm.min.mjs").stat().st_mtime_ns == stamp
+    assert not list(dest.rglob("*.js")) and not list(dest.rglob("*.css"))   # Jupyter Book would add them to every page
 
 
 def test_staging_without_page_data_removes_a_stale_model(tmp_path):
@@ -190,7 +214,8 @@ def test_staging_without_page_data_removes_a_stale_model(tmp_path):
     dest = tryit.stage(tmp_path, None)
     (dest / "text_encoder.onnx").write_bytes(b"stale")
     tryit.stage(tmp_path, tmp_path / "absent")
-    assert not (dest / "text_encoder.onnx").exists() and (dest / "tryit.js").is_file()
+    assert not (dest / "text_encoder.onnx").exists() and (dest / "tryit.mjs").is_file()
+    assert not list(dest.rglob("*.js")) and not list(dest.rglob("*.css"))   # Jupyter Book would add them to every page
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """onnxruntime-web for the "Try it" page, served from the book's ``_static`` like MathJax.
 
 The page runs the exported text encoder in the reader's browser. Of the npm package it needs three
-files: ``ort.wasm.min.js`` (the API, CPU/WebAssembly only), ``ort-wasm-simd-threaded.mjs`` (the
-WebAssembly module's loader) and ``ort-wasm-simd-threaded.wasm`` (the runtime, 14 MB). The runtime is
+files: ``ort.wasm.min.mjs`` (the API, CPU/WebAssembly only, as an ES module: Jupyter Book would add a
+``.js`` file under ``_static`` to every page), ``ort-wasm-simd-threaded.mjs`` (the WebAssembly module's loader) and ``ort-wasm-simd-threaded.wasm`` (the runtime, 14 MB). The runtime is
 stored gzip-compressed (a quarter of its size) and inflated in the page with the browser's own
 DecompressionStream, so a static host that does not compress still serves a light page. The
 tarball comes once from the npm registry, checked against its published hash
@@ -20,9 +20,10 @@ from pathlib import Path
 from . import npm
 
 VERSION = "1.30.0"
+LAYOUT = "2"    # bump when the files taken from the package change: a vendored copy is redone
 # npm's dist.integrity for onnxruntime-web@1.30.0
 INTEGRITY = "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ=="
-FILES = ("dist/ort.wasm.min.js", "dist/ort-wasm-simd-threaded.mjs")
+FILES = ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs")
 RUNTIME = "dist/ort-wasm-simd-threaded.wasm"         # written as <name>.gz
 
 
@@ -33,7 +34,8 @@ def tarball_cached() -> bool:
 def vendor(dest: str | Path) -> Path:
     """Put the page's onnxruntime-web files into ``dest`` (idempotent); return ``dest``."""
     dest = Path(dest)
-    if (dest / ".version").is_file() and (dest / ".version").read_text() == VERSION:
+    stamp = f"{VERSION} {LAYOUT}"
+    if (dest / ".version").is_file() and (dest / ".version").read_text() == stamp:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".ort-"))
@@ -54,7 +56,7 @@ def vendor(dest: str | Path) -> Path:
         if missing:
             raise RuntimeError(f"onnxruntime-web {VERSION} lacks {missing}: its layout changed; pick the "
                                f"files anew in {__name__}")
-        (tmp / ".version").write_text(VERSION)
+        (tmp / ".version").write_text(stamp)
         tmp.chmod(0o755)   # mkdtemp's 0700 would hide the files from a web server running as another user
         if dest.exists():
             shutil.rmtree(dest)

@@ -1,10 +1,11 @@
 """The "Try it" page: the book's trained model, run in the reader's browser.
 
 Three parts: :mod:`.data` writes the page's files from the run the book trains (the pipeline calls
-it after the notebooks); :func:`stage` puts them, the page's scripts (``tokenizer.js``, ``tryit.js``,
-``tryit.css`` beside this file) and onnxruntime-web (:mod:`dualpath_book.site.onnxruntime_web`) into
-the book's ``_static/tryit/``; ``snippet.html`` is the page's markup, which ``book/try_it.md``
-includes. ``make html`` stages before every build:
+it after the notebooks); :func:`stage` puts them, the page's scripts (``tokenizer.mjs`` and
+``tryit.mjs`` beside this file) and onnxruntime-web (:mod:`dualpath_book.site.onnxruntime_web`) into
+the book's ``_static/tryit/``; ``snippet.html`` is the page's markup and style, which
+``book/try_it.md`` includes. Nothing there is a ``.js`` or ``.css`` file: Jupyter Book would add
+those to every page of the book. ``make html`` stages before every build:
 
     python -m dualpath_book.site.tryit .
 """
@@ -19,7 +20,8 @@ from .data import PAGE_FILES, THUMBS_DIR
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = Path("_static") / "tryit"
-SCRIPTS = ("tokenizer.js", "tryit.js", "tryit.css")
+SCRIPTS = ("tokenizer.mjs", "tryit.mjs")
+ORT_DIR = "ort"
 SNIPPET = HERE / "snippet.html"
 PAGE_DATA = GENERATED_DIR / "try_it"
 
@@ -28,7 +30,10 @@ def stage(book_root: str | Path, page_data: str | Path | None = PAGE_DATA) -> Pa
     """Fill ``book_root/_static/tryit``: onnxruntime-web, the scripts, and the page data when
     ``page_data`` holds it (without it the page says that its files are missing). Returns the folder."""
     dest = Path(book_root) / STATIC_DIR
-    onnxruntime_web.vendor(dest / "ort")
+    onnxruntime_web.vendor(dest / ORT_DIR)
+    expected = {ORT_DIR, THUMBS_DIR, *SCRIPTS, *PAGE_FILES}
+    for stale in [p for p in dest.iterdir() if p.name not in expected]:   # an earlier layout's files
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     for name in SCRIPTS:
         shutil.copyfile(HERE / name, dest / name)
     page_data = Path(page_data) if page_data is not None else None

@@ -12,8 +12,8 @@ where the pipeline calls it after the notebooks):
   for each image the ``TOP_CAPTIONS`` captions ranked first for it (image -> text, from the run's
   test caption embeddings), with the commit and metrics of ``model.json``;
 * ``thumbs/NNNN.jpg``: a small thumbnail of each test image (the page loads only those it shows);
-* ``text_encoder.onnx.gz`` and ``index.json.gz``, which the page loads and inflates itself, so that it
-  stays light on a static host that does not compress what it serves.
+* a ``.gz`` copy of each of these files that the page loads but ``model.json``: the page inflates them
+  itself, so that it stays light on a static host that does not compress what it serves.
 
 The caption embeddings cost minutes on a CPU (every caption at every offset), so the files are
 kept with a key (the checkpoint, the run's metrics and this code): a second build with the same run
@@ -41,9 +41,9 @@ TOP_CAPTIONS = 5
 KEY_FILE = ".key.json"
 INDEX_FILE, IMAGES_FILE, THUMBS_DIR = "index.json", "images.f16", "thumbs"
 #: the files the page loads gzip-compressed (it inflates them itself): a static host need not compress
-GZIPPED = (exporter.TEXT_FILE, INDEX_FILE)
+GZIPPED = (exporter.TEXT_FILE, INDEX_FILE, exporter.TOKENIZER_FILE, IMAGES_FILE)
 #: what the page loads, besides the thumbnails it shows
-PAGE_FILES = (*(f"{name}.gz" for name in GZIPPED), exporter.TOKENIZER_FILE, exporter.META_FILE, IMAGES_FILE)
+PAGE_FILES = (*(f"{name}.gz" for name in GZIPPED), exporter.META_FILE)
 
 
 def page_key(run_dir: str | Path) -> str:
