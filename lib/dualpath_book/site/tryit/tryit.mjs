@@ -113,9 +113,9 @@ class TryIt {
     const n = this.index.images.length;
     this.status.replaceChildren(
       `The model: run ${this.meta.run} (${this.meta.phase}), commit ${String(this.meta.commit).slice(0, 10)}; `
-      + `its test recall over these ${n} images: text→image R@1 ${percent(m.t2i_r1)}, R@10 ${percent(m.t2i_r10)}; `
+      + `its test recall over these ${n.toLocaleString("en")} images: text→image R@1 ${percent(m.t2i_r1)}, R@10 ${percent(m.t2i_r10)}; `
       + `image→text R@1 ${percent(m.i2t_r1)}, R@10 ${percent(m.i2t_r10)}; R-sum ${percent(m.rsum)}. `
-      + `Vocabulary: ${this.tokenizer.vocabularySize} words from the training captions.`);
+      + `Vocabulary: ${this.tokenizer.vocabularySize.toLocaleString("en")} words from the training captions.`);
   }
 
   showMessage(text) {
@@ -213,7 +213,7 @@ class TryIt {
     }));
     this.panel.replaceChildren(
       el("p", { text: `The test captions ranked first for ${image.name} (image → text), out of `
-        + `${this.index.captions.length}:` }),
+        + `${this.index.captions.length.toLocaleString("en")}:` }),
       el("img", { src: this.base + image.thumb, alt: `test image ${image.name}` }),
       el("ol", {}, ...items));
     this.panel.dataset.image = image.name;
