@@ -258,7 +258,7 @@ def test_page_ranks_as_python_in_headless_chromium(page_site, smoke_run, opened)
     test = run.test_corpus
     index = dualpath.load_checkpoint(smoke_run / f"best_{phase}.pt").index(images=test.image_paths())
     expected = {q: [Path(test.images[h.index]).name for h in index.search_images(q, k=5)] for q in QUERIES}
-    top = json.loads((page_site / "_static/tryit/index.json").read_text())["top_captions"]
+    top = json.loads(gzip.decompress((page_site / "_static/tryit/index.json.gz").read_bytes()))["top_captions"]
     with htmlcheck.browser(page_site) as (wd, origin):
         wd.open(origin + "book/try_it.html")
         _wait(wd, "return document.querySelector('.dualpath-try-it').dataset.state === 'ready'", "load the model")
