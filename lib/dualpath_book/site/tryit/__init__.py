@@ -3,26 +3,27 @@
 Three parts: :mod:`.data` writes the page's files from the run the book trains (the pipeline calls
 it after the notebooks); :func:`stage` puts them, the page's scripts (``tokenizer.mjs`` and
 ``tryit.mjs`` beside this file) and onnxruntime-web (:mod:`dualpath_book.site.onnxruntime_web`) into
-the book's ``_static/tryit/``; ``snippet.html`` is the page's markup and style, which
-``book/try_it.md`` includes. Nothing there is a ``.js`` or ``.css`` file: Jupyter Book would add
-those to every page of the book. ``make html`` stages before every build:
+the book's ``_static/tryit/``; the page's markup and style are the ``{raw} html`` block of
+``book/try_it.md`` (:func:`page_markup`). Nothing under ``_static/tryit/`` is a ``.js`` or ``.css``
+file: Jupyter Book would add those to every page of the book. ``make html`` stages before every build:
 
     python -m dualpath_book.site.tryit .
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from .. import onnxruntime_web
-from ...layout import GENERATED_DIR
+from ...layout import BOOK_DIR, GENERATED_DIR
 from .data import PAGE_FILES, THUMBS_DIR
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = Path("_static") / "tryit"
 SCRIPTS = ("tokenizer.mjs", "tryit.mjs")
 ORT_DIR = "ort"
-SNIPPET = HERE / "snippet.html"
+PAGE = BOOK_DIR / "try_it.md"
 PAGE_DATA = GENERATED_DIR / "try_it"
 
 
@@ -50,6 +51,14 @@ def stage(book_root: str | Path, page_data: str | Path | None = PAGE_DATA) -> Pa
     return dest
 
 
+def page_markup(page: str | Path = PAGE) -> str:
+    """The page's HTML: the ``{raw} html`` block of ``book/try_it.md``."""
+    found = re.search(r"^```\{raw\} html\n(.*?)^```", Path(page).read_text(), re.S | re.M)
+    if not found:
+        raise ValueError(f"{page} has no ```{{raw}} html block: the Try it page's markup belongs there")
+    return found.group(1)
+
+
 def standalone_page(site: str | Path, page_data: str | Path, title: str = "Try it") -> Path:
     """A site with the page alone, at ``site/book/try_it.html`` as in the book (for tests and
     benchmarks, which need no Jupyter Book build); returns the page's path."""
@@ -58,5 +67,5 @@ def standalone_page(site: str | Path, page_data: str | Path, title: str = "Try i
     page = site / "book" / "try_it.html"
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n'
-                    f"<body>\n{SNIPPET.read_text()}</body></html>\n")
+                    f"<body>\n{page_markup()}</body></html>\n")
     return page
