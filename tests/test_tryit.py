@@ -287,3 +287,16 @@ def test_page_ranks_as_python_in_headless_chromium(page_site, smoke_run, opened)
         loaded = wd.execute("return performance.getEntriesByType('resource').map(e => e.name)")
         assert not htmlcheck.external_resources(loaded, origin)
         assert any(url.endswith("text_encoder.onnx.gz") for url in loaded)
+
+
+@pytest.mark.slow
+@needs_browser
+def test_the_html_check_waits_for_the_model_and_fails_without_it(page_site, tmp_path):
+    (page_site / "index.html").write_text("<html></html>")
+    (report,) = htmlcheck.check_pages(page_site, ["book/try_it.html"])
+    assert report.ok, report.describe()
+    bare = tmp_path / "bare"
+    tryit.standalone_page(bare, tmp_path / "no-data")
+    (bare / "index.html").write_text("<html></html>")
+    (report,) = htmlcheck.check_pages(bare, ["book/try_it.html"])
+    assert not report.ok and "model did not load (error: " in report.error, report.describe()

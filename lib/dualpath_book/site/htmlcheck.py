@@ -5,8 +5,9 @@ a stylesheet or script fetched from a CDN, a figure drawn by JavaScript. This mo
 ``_build/html`` on 127.0.0.1, drives Debian's Chromium through ChromeDriver's W3C WebDriver
 HTTP API (the standard library is enough, so no browser package joins the environment) and,
 for every page of ``_toc.yml``, reports images that did not load, any resource that would
-come from another host, tables and code blocks wider than the text column, and the lines of code
-the page shows (the Reproduction pages may show at most :data:`CODE_LINE_LIMIT`). Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
+come from another host, a Try it page whose model did not load, tables and code blocks wider
+than the text column, and the lines of code the page shows (the Reproduction pages may show at
+most :data:`CODE_LINE_LIMIT`). Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
 needs the internet shows it as a broken figure rather than quietly fetching it.
 
     python -m dualpath_book.site.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
@@ -49,7 +50,10 @@ const deadline = Date.now() + 30000;
   // document.images is read afresh each time: the page may still be parsing on the first call
   const imgs = Array.from(document.images);
   imgs.forEach(img => { img.loading = 'eager'; });
-  const busy = document.readyState !== 'complete' || !typeset || imgs.some(img => !img.complete);
+  // the Try it page loads its model after the page has loaded (data-state: loading, ready or error)
+  const demo = document.querySelector('.dualpath-try-it');
+  const busy = document.readyState !== 'complete' || !typeset || imgs.some(img => !img.complete)
+    || (demo !== null && demo.dataset.state !== 'ready' && demo.dataset.state !== 'error');
   if (busy && Date.now() < deadline) { setTimeout(poll, 100); return; }
   const attrs = Array.from(document.querySelectorAll(
       'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
@@ -66,6 +70,7 @@ const deadline = Date.now() + 30000;
     .filter(el => el.offsetParent !== null && !el.closest('details:not([open])'))
     .reduce((n, el) => n + el.innerText.replace(/\\n+$/, '').split('\\n').length, 0);
   done({
+    demo: demo && (demo.dataset.state + (demo.dataset.error ? ': ' + demo.dataset.error : '')),
     wide: wide,
     code: code,
     title: document.title,
@@ -305,6 +310,8 @@ def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None 
             if seen["math"] and not seen["typeset"]:
                 report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
             report.external = external_resources(seen["resources"], origin)
+            if seen["demo"] is not None and seen["demo"] != "ready":
+                report.error = f"the Try it page's model did not load ({seen['demo']})
             if screenshots:
                 out = Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
                 out.parent.mkdir(parents=True, exist_ok=True)
