@@ -33,6 +33,7 @@ pipeline: venv               ## execute notebooks/ in order with papermill, keep
 
 html: venv                   ## compile the executed notebooks and book/ into _build/html
 	$(PY) -m dualpath_book.site.mathjax . > /dev/null
+	$(PY) -m dualpath_book.site.tryit . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 check-html: venv             ## open every page of _build/html in headless Chromium: figures shown, nothing fetched
@@ -42,6 +43,7 @@ check-html: venv             ## open every page of _build/html in headless Chrom
 book-smoke: venv             ## the same book from the mini split, in minutes
 	$(PY) -m dualpath_book.pipeline --smoke
 	$(PY) -m dualpath_book.site.mathjax . > /dev/null
+	$(PY) -m dualpath_book.site.tryit . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 test: venv                   ## the test suite (CI runs this)

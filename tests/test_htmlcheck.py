@@ -99,14 +99,16 @@ def mathjax_static(tmp_path_factory):
 
 
 def test_mathjax_vendored_with_fonts(mathjax_static):
-    entry = mathjax_static / "tex-mml-chtml.js"
+    entry = mathjax_static / "tex-mml-chtml.mjs"
     assert entry.stat().st_size > 500_000
     assert len(list((mathjax_static / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))) >= 20
     stamp = entry.stat().st_mtime_ns
     assert mathjax.vendor(mathjax_static.parents[1]) == mathjax_static     # idempotent, no rewrite
     assert entry.stat().st_mtime_ns == stamp
     config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
-    assert config["sphinx"]["config"]["mathjax_path"] == "mathjax/tex-mml-chtml.js"
+    assert config["sphinx"]["config"]["mathjax_path"] == "mathjax/tex-mml-chtml.mjs"
+    # no .js or .css under _static: Jupyter Book would add it to every page of the book
+    assert not list(mathjax_static.rglob("*.js")) and not list(mathjax_static.rglob("*.css"))
 
 
 @needs_browser
@@ -114,7 +116,7 @@ def test_vendored_mathjax_typesets_offline(mathjax_static, tmp_path):
     site = tmp_path / "html"
     shutil.copytree(mathjax_static, site / "_static" / "mathjax")
     (site / "index.html").write_text(
-        '<html><head><script defer src="_static/mathjax/tex-mml-chtml.js"></script></head>'
+        '<html><head><script defer src="_static/mathjax/tex-mml-chtml.mjs"></script></head>'
         '<body><span class="math">\\(\\sum_i x_i^2\\)</span><div class="math">\\[e^{i\\pi}\\]</div>'
         '</body></html>')
     (report,) = htmlcheck.check_pages(site, ["index.html"])

@@ -23,7 +23,7 @@ import yaml
 
 from dualpath.config import preset
 from dualpath_book import analysis, page, pipeline
-from dualpath_book.site import htmlcheck, mathjax
+from dualpath_book.site import htmlcheck, mathjax, tryit
 from dualpath.errors import ConfigError
 from dualpath_book.layout import REPO_ROOT
 
@@ -249,13 +249,14 @@ def smoke_book(tmp_path_factory):
         shutil.copy(REPO_ROOT / name, root / name)
     shutil.copytree(REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("generated"))
     # the book's own stylesheet (what keeps tables and code inside the column); MathJax comes below
-    shutil.copytree(REPO_ROOT / "_static", root / "_static", ignore=shutil.ignore_patterns("mathjax"))
+    shutil.copytree(REPO_ROOT / "_static", root / "_static", ignore=shutil.ignore_patterns("mathjax", "tryit"))
     t0 = time.perf_counter()
     proc = _pipeline(root, "--smoke", "--out", str(root / "book" / "generated"), "--runs", str(root / "runs"))
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "6 executed, 0 skipped" in proc.stdout, proc.stdout
     mathjax.vendor(root)      # what `make html` does before it builds
+    tryit.stage(root, root / "book" / "generated" / "try_it")
     build = subprocess.run([*_jupyter_book(), "build", str(root), "-W", "-n", "--keep-going"],
                            cwd=root, env=_env(root), capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]

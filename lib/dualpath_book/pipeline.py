@@ -7,7 +7,8 @@
 
 Steps: write the figures and tables the prose pages include (``assets.write_book_assets``), then
 execute each notebook into ``<out>/<name>.ipynb`` (written atomically, so a failed or interrupted
-run never replaces a good executed copy). A failed notebook stops the pipeline with a non-zero
+run never replaces a good executed copy), then export the run the notebooks trained for the "Try it"
+page (``<out>/try_it``, :mod:`dualpath_book.site.tryit.data`; kept while the run is unchanged). A failed notebook stops the pipeline with a non-zero
 exit and a message naming it; its partly executed copy is kept as ``<out>/<name>.failed.ipynb``.
 
 Cache. A notebook is skipped when its key equals the one stored beside its output
@@ -319,7 +320,21 @@ def run_pipeline(out: str | os.PathLike = DEFAULT_OUT, params: dict | None = Non
         for nb in selected:
             if nb.stem in done:
                 _stamp(out, nb.stem, cache_key(nb, params, sources), walls.get(nb.stem))
+    write_try_it(out, params, log)
     return outcomes
+
+
+def write_try_it(out: Path, params: dict, log: Log = print) -> None:
+    """The "Try it" page's files (``<out>/try_it``), from the run the notebooks trained and read."""
+    from .site.tryit.data import write_page_data
+
+    _, run_dir = notebook_config(**params)
+    if not (run_dir / "metrics.json").is_file():
+        log(f"try_it: {run_dir} has not finished, so the Try it page will say that its files are missing")
+        return
+    t0 = time.perf_counter()
+    write_page_data(run_dir, out / "try_it", data_root=params.get("data_root"), log=log)
+    log(f"try_it: {time.perf_counter() - t0:.0f} s")
 
 
 def _select(found: list[Path], only: Sequence[str] | None) -> list[Path]:

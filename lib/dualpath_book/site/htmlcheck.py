@@ -5,8 +5,9 @@ a stylesheet or script fetched from a CDN, a figure drawn by JavaScript. This mo
 ``_build/html`` on 127.0.0.1, drives Debian's Chromium through ChromeDriver's W3C WebDriver
 HTTP API (the standard library is enough, so no browser package joins the environment) and,
 for every page of ``_toc.yml``, reports images that did not load, any resource that would
-come from another host, tables and code blocks wider than the text column, and the lines of code
-the page shows (the Reproduction pages may show at most :data:`CODE_LINE_LIMIT`). Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
+come from another host, a Try it page whose model did not load, tables and code blocks wider
+than the text column, and the lines of code the page shows (the Reproduction pages may show at
+most :data:`CODE_LINE_LIMIT`). Chromium resolves every host but 127.0.0.1 to NOTFOUND, so a page that
 needs the internet shows it as a broken figure rather than quietly fetching it.
 
     python -m dualpath_book.site.htmlcheck _build/html --toc _toc.yml --screenshots /tmp/shots
@@ -49,7 +50,10 @@ const deadline = Date.now() + 30000;
   // document.images is read afresh each time: the page may still be parsing on the first call
   const imgs = Array.from(document.images);
   imgs.forEach(img => { img.loading = 'eager'; });
-  const busy = document.readyState !== 'complete' || !typeset || imgs.some(img => !img.complete);
+  // the Try it page loads its model after the page has loaded (data-state: loading, ready or error)
+  const demo = document.querySelector('.dualpath-try-it');
+  const busy = document.readyState !== 'complete' || !typeset || imgs.some(img => !img.complete)
+    || (demo !== null && demo.dataset.state !== 'ready' && demo.dataset.state !== 'error');
   if (busy && Date.now() < deadline) { setTimeout(poll, 100); return; }
   const attrs = Array.from(document.querySelectorAll(
       'img[src], script[src], link[rel~="stylesheet"][href], iframe[src], source[src], video[src], object[data]'))
@@ -66,6 +70,7 @@ const deadline = Date.now() + 30000;
     .filter(el => el.offsetParent !== null && !el.closest('details:not([open])'))
     .reduce((n, el) => n + el.innerText.replace(/\\n+$/, '').split('\\n').length, 0);
   done({
+    demo: demo && (demo.dataset.state + (demo.dataset.error ? ': ' + demo.dataset.error : '')),
     wide: wide,
     code: code,
     title: document.title,
@@ -180,8 +185,8 @@ def _serve(folder: Path):
         server.server_close()
 
 
-class _WebDriver:
-    """The four W3C WebDriver calls this check needs, over plain HTTP."""
+class WebDriver:
+    """The W3C WebDriver calls this check and the page tests need, over plain HTTP."""
 
     def __init__(self, base: str) -> None:
         self.base = base
@@ -217,24 +222,44 @@ class _WebDriver:
         png = self.call("GET", f"/session/{self.session}/screenshot")
         path.write_bytes(base64.b64decode(png))
 
+    # what a test that uses a page needs besides visiting it (tests/test_tryit.py)
+    def open(self, url: str) -> None:
+        self.call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def execute(self, script: str, *args):
+        """Run ``script`` (a function body; ``arguments`` holds ``args``) in the page; its return value."""
+        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)})
+
+    def find(self, css: str) -> str:
+        """The WebDriver id of the first element matching ``css``."""
+        found = self.call("POST", f"/session/{self.session}/element", {"using": "css selector", "value": css})
+        return next(iter(found.values()))
+
+    def type(self, element: str, text: str) -> None:
+        """Type ``text`` into an element key by key, as a reader does."""
+        self.call("POST", f"/session/{self.session}/element/{element}/value", {"text": text})
+
+    def clear(self, element: str) -> None:
+        self.call("POST", f"/session/{self.session}/element/{element}/clear", {})
+
+    def click(self, element: str) -> None:
+        self.call("POST", f"/session/{self.session}/element/{element}/click", {})
+
     def quit(self) -> None:
         if self.session:
             with contextlib.suppress(Exception):
                 self.call("DELETE", f"/session/{self.session}", timeout=30)
 
 
-def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None = None,
-                chromedriver: str | None = None, screenshots: str | Path | None = None) -> list[PageReport]:
-    """Open each page (relative to ``html_dir``) in headless Chromium and report what failed."""
-    html_dir = Path(html_dir)
-    if not (html_dir / "index.html").is_file():
-        raise FileNotFoundError(f"{html_dir} has no index.html: build the book first (`make html`)")
-    browser, driver = find_browser(chromium, chromedriver)
+@contextlib.contextmanager
+def browser(html_dir: str | Path, *, chromium: str | None = None, chromedriver: str | None = None):
+    """Headless Chromium (through ChromeDriver) and a local server of ``html_dir``: yields the
+    :class:`WebDriver` and the server's origin (``http://127.0.0.1:PORT/``)."""
+    browser_bin, driver = find_browser(chromium, chromedriver)
     port = _free_port()
     proc = subprocess.Popen([driver, f"--port={port}", "--allowed-ips=127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wd = _WebDriver(f"http://127.0.0.1:{port}")
-    reports: list[PageReport] = []
+    wd = WebDriver(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
         while True:   # chromedriver takes a moment to listen
@@ -246,40 +271,57 @@ def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None 
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise BrowserMissing(f"{driver} did not start: {INSTALL_HINT}")
             time.sleep(0.2)
-        with tempfile.TemporaryDirectory() as user_dir, _serve(html_dir) as origin:
-            wd.start(browser, user_dir)
-            for page in pages:
-                report = PageReport(page, code_limit=code_limit(page))
-                reports.append(report)
-                if not (html_dir / page).is_file():
-                    report.error = "page missing from the build"
-                    continue
-                try:
-                    seen = wd.visit(origin + page)
-                except RuntimeError as exc:
-                    report.error = str(exc)
-                    continue
-                report.title = seen["title"]
-                report.images = len(seen["images"])
-                report.broken = [img["src"] for img in seen["images"] if not img["ok"]]
-                report.equations = seen["typeset"]
-                report.code_lines = seen["code"]
-                report.wide = [f"{w['tag']} of {w['width']} px in a {w['column']} px column ({w['text']!r})"
-                               for w in seen["wide"]]
-                if seen["math"] and not seen["typeset"]:
-                    report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
-                report.external = sorted({url for url in seen["resources"]
-                                          if not url.startswith((origin, "data:", "about:", "blob:"))})
-                if screenshots:
-                    out = Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    wd.screenshot(out)
+        with tempfile.TemporaryDirectory() as user_dir, _serve(Path(html_dir)) as origin:
+            wd.start(browser_bin, user_dir)
+            yield wd, origin
     finally:
         wd.quit()
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
+
+
+def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None = None,
+                chromedriver: str | None = None, screenshots: str | Path | None = None) -> list[PageReport]:
+    """Open each page (relative to ``html_dir``) in headless Chromium and report what failed."""
+    html_dir = Path(html_dir)
+    if not (html_dir / "index.html").is_file():
+        raise FileNotFoundError(f"{html_dir} has no index.html: build the book first (`make html`)")
+    reports: list[PageReport] = []
+    with browser(html_dir, chromium=chromium, chromedriver=chromedriver) as (wd, origin):
+        for page in pages:
+            report = PageReport(page, code_limit=code_limit(page))
+            reports.append(report)
+            if not (html_dir / page).is_file():
+                report.error = "page missing from the build"
+                continue
+            try:
+                seen = wd.visit(origin + page)
+            except RuntimeError as exc:
+                report.error = str(exc)
+                continue
+            report.title = seen["title"]
+            report.images = len(seen["images"])
+            report.broken = [img["src"] for img in seen["images"] if not img["ok"]]
+            report.equations = seen["typeset"]
+            report.code_lines = seen["code"]
+            report.wide = [f"{w['tag']} of {w['width']} px in a {w['column']} px column ({w['text']!r})"
+                           for w in seen["wide"]]
+            if seen["math"] and not seen["typeset"]:
+                report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
+            report.external = external_resources(seen["resources"], origin)
+            if seen["demo"] is not None and seen["demo"] != "ready":
+                report.error = f"the Try it page's model did not load ({seen['demo']})
+            if screenshots:
+                out = Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                wd.screenshot(out)
     return reports
+
+
+def external_resources(urls: list[str], origin: str) -> list[str]:
+    """The URLs among ``urls`` that would come from another host than ``origin``."""
+    return sorted({url for url in urls if not url.startswith((origin, "data:", "about:", "blob:"))})
 
 
 def main(argv: list[str] | None = None) -> int:
