@@ -311,7 +311,7 @@ def check_pages(html_dir: str | Path, pages: list[str], *, chromium: str | None 
                 report.error = f"{seen['math']} equation(s) left as raw TeX: MathJax did not run"
             report.external = external_resources(seen["resources"], origin)
             if seen["demo"] is not None and seen["demo"] != "ready":
-                report.error = f"the Try it page's model did not load ({seen['demo']})
+                report.error = f"the Try it page's model did not load ({seen['demo']})"
             if screenshots:
                 out = Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
                 out.parent.mkdir(parents=True, exist_ok=True)
