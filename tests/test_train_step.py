@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dualpath.config import preset
+from dualpath.errors import ConfigError
 from dualpath.losses import ranking_loss
 from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
@@ -206,6 +207,44 @@ def test_negative_pairs_are_of_another_class_and_carry_their_own_labels(mode):
         for row in (~kept).nonzero().squeeze(1).tolist():
             assert any(torch.equal(x2[half + row], split.features.pooled[v, i])
                        for v in range(split.n_views) for i in (split.image_label == labels_img[half + row]).nonzero().squeeze(1))
+
+
+@pytest.mark.parametrize("mode", ["paper", "random"])
+def test_extra_paired_rows_keep_every_row_a_positive_pair(mode):
+    """``paired_rows='extra'``: a step trains all batch_size positive pairs (as an in-batch mode
+    does) and appends one negative row per anchor; 'half' (SPEC 3.3) trains batch_size / 2."""
+    split = synthetic_split(24, 5, dim=DIM, vocab_size=VOCAB)
+    seen = {}
+    for rows in ("half", "extra"):
+        cfg = tiny_cfg(negatives=mode, epoch_unit="captions", paired_rows=rows, train_shift="left")
+        model = tiny_model(cfg, 24)
+        phase = phases_of(cfg, "paper")[1]
+        source = CachedPooled()
+        source.configure(model.backbone)
+        gen = torch.Generator().manual_seed(0)
+        batch = EpochPlan(split, cfg, gen).batch(0)
+        calls = []
+
+        class Recording(Forward):
+            def forward(self, x, ids):
+                calls.append((x.detach().clone(), ids.detach().clone()))
+                return super().forward(x, ids)
+
+        stats = train_step(Recording(model, source), model, source, split, batch, phase, cfg,
+                           torch.Generator().manual_seed(1))
+        (x, ids), = calls
+        assert stats["loss_rank"] > 0
+        seen[rows] = (batch, x, ids)
+    batch, x, ids = seen["extra"]
+    b = len(batch)
+    assert len(x) == 2 * b and len(seen["half"][1]) == b
+    # the first B rows are the batch's own positive pairs: every image and every caption of the batch
+    own = CachedPooled().batch(split, batch.index, batch.view)
+    assert torch.equal(x[:b], own)
+    assert torch.equal(ids[:b], split.encode(batch.caption, "left", torch.Generator()))
+    assert not torch.equal(x[b:], x[:b])                            # the appended rows are negatives
+    with pytest.raises(ConfigError, match="paired_rows"):
+        tiny_cfg(paired_rows="all")
 
 
 def test_random_negatives_score_nothing():

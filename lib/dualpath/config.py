@@ -18,6 +18,10 @@ from .errors import ConfigError
 #: Negatives of the ranking loss: paired with each anchor (SPEC 3.3: mined, or random of another
 #: class for CUHK-PEDES) or taken from the batch (VSE++'s hardest, or the sum over all).
 PAIRED_NEGATIVES = ("paper", "random")
+#: Where a paired mode's negative rows sit: 'half' replaces the second half of each batch (SPEC 3.3,
+#: so a batch trains batch_size / 2 positive pairs); 'extra' appends them (batch_size positive pairs,
+#: as many as an in-batch mode sees, at twice the rows per step).
+PAIRED_ROWS = ("half", "extra")
 IN_BATCH_NEGATIVES = ("hardest", "sum")
 NEGATIVE_MODES = (*PAIRED_NEGATIVES, *IN_BATCH_NEGATIVES)
 TRAIN_IMAGES = ("cached", "pixels")
@@ -36,7 +40,8 @@ LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "gra
               "image_input_dropout": 0.0, "text_input_dropout": 0.0,
               "train_images": "cached", "vocab_needs_vector": False,
               "loader_workers": 0, "channels_last": False, "compile": False,
-              "text_zero_init": False, "text_pool": "all", "amp_cpu": False}
+              "text_zero_init": False, "text_pool": "all", "amp_cpu": False,
+              "paired_rows": "half"}
 
 
 @dataclass
@@ -100,6 +105,7 @@ class Config:
     lambda_txt: float = 0.1
     margin: float = 1.0
     negatives: str = "paper"          # 'paper': mined among n_candidates (SPEC 3.3) | 'random': a random caption of another class, no mining (CUHK) | 'hardest' / 'sum': in-batch (VSE++)
+    paired_rows: str = "half"         # a paired mode's negatives: 'half' replace the batch's second half (SPEC 3.3) | 'extra' appended after batch_size positive pairs
     rank_features: str = "act"        # what the ranking loss compares: 'act' post-ReLU (official code) | 'feat' pre-ReLU (as tested)
     stage1_negatives: str = ""        # negatives of a ranking term in phase 1 (ranking / joint recipes); '': `negatives`
     n_candidates: int = 256           # captions scored to mine each hard negative (SPEC 3.3)
@@ -126,6 +132,7 @@ class Config:
     def validate(self) -> None:
         checks = [
             (self.negatives in NEGATIVE_MODES, "negatives", f"one of {NEGATIVE_MODES}"),
+            (self.paired_rows in PAIRED_ROWS, "paired_rows", f"one of {PAIRED_ROWS}"),
             (self.rank_features in ("act", "feat"), "rank_features", "'act' (post-ReLU) or 'feat' (pre-ReLU)"),
             (self.stage1_negatives in ("", *NEGATIVE_MODES), "stage1_negatives",
              f"'' (same as negatives) or one of {NEGATIVE_MODES}"),

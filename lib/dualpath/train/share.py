@@ -26,7 +26,7 @@ SHARED = "shared.json"   # what a run that started from another run's first phas
 # term are not read in it either.
 LATER_PHASE_KEYS = ("stage2_epochs", "stage2_lr", "stage2_lr_steps", "lambda_rank", "lambda_img",
                     "lambda_txt", "negatives", "stage1_negatives")
-RANKING_KEYS = ("margin", "n_candidates", "rank_features")
+RANKING_KEYS = ("margin", "n_candidates", "rank_features", "paired_rows")
 REPORTING_KEYS = ("progress",)   # how a run reports, not what it trains
 
 

@@ -12,7 +12,9 @@ Negatives. With ``negatives='paper'`` the second half of each batch is replaced:
 holds a random image (the batch's own, of another class than anchor ``i``) and the hardest of
 ``n_candidates`` captions of images outside the batch for anchor ``i``; it carries the labels of
 its own images. ``'random'`` pairs the anchor with a random caption of another class instead,
-unmined (CUHK-PEDES). The in-batch modes
+unmined (CUHK-PEDES). With ``paired_rows='extra'`` the batch keeps all its rows as positive pairs
+and the negative rows are appended (row ``B + i`` starts as row ``(i + B/2) mod B``), so a paired
+mode sees as many positive pairs per epoch as an in-batch one. The in-batch modes
 ('hardest', 'sum') mask pairs of the same image label, so another caption of the anchor's image
 is never its negative.
 
@@ -124,6 +126,20 @@ def is_paired(phase: Phase, cfg: Config) -> bool:
     return phase.lambdas[0] > 0 and phase.negatives in PAIRED_NEGATIVES
 
 
+def with_negative_rows(batch: Batch, x: torch.Tensor, captions: torch.Tensor) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """``paired_rows='extra'``: the batch twice, the copy rolled by half, so row ``B + i`` starts as
+    another anchor's image (``pair_negatives`` then makes rows ``B..2B`` the negatives)."""
+    n = len(batch)
+    roll = (torch.arange(n) + n // 2) % n
+
+    def twice(t):
+        return None if t is None else torch.cat([t, t[roll]])
+
+    doubled = Batch(twice(batch.index), twice(batch.view), twice(batch.caption), twice(batch.label),
+                    twice(batch.seeds), twice(batch.images))
+    return doubled, twice(x), twice(captions)
+
+
 def shard_rows(n: int, rank: int, world: int, paired: bool) -> torch.Tensor:
     """Rows of an ``n``-row batch this rank trains on; with ``paired`` whole (anchor, negatives) pairs."""
     if not paired:
@@ -203,6 +219,9 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     labels_txt = labels_img
     x_all = batch.images if batch.images is not None else \
         source.batch(split, batch.index, batch.view, batch.seeds)
+    if paired and cfg.paired_rows == "extra":
+        batch, x_all, captions = with_negative_rows(batch, x_all, captions)
+        labels_img = labels_txt = batch.label
     if paired:
         x_all, captions, labels_img, labels_txt = pair_negatives(
             model, source, split, batch, x_all, captions, labels_img, cfg, gen, device, phase.negatives)
