@@ -245,6 +245,9 @@ def test_extra_paired_rows_keep_every_row_a_positive_pair(mode):
     assert not torch.equal(x[b:], x[:b])                            # the appended rows are negatives
     with pytest.raises(ConfigError, match="paired_rows"):
         tiny_cfg(paired_rows="all")
+    # a key of the run's identity only when set: the runs named before it keep their names
+    from dualpath.config import LATER_KEYS
+    assert LATER_KEYS["paired_rows"] == "half" and cfg.digest() != cfg.replace(paired_rows="half").digest()
 
 
 def test_random_negatives_score_nothing():
