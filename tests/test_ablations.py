@@ -168,7 +168,9 @@ def test_the_book_recipe_seeds_come_from_the_runner_on_one_machine():
     assert (raw["status"] == "done").all() and set(raw["arm"]) == {"book"} and set(raw["seed"]) <= set(grid.seeds)
     assert raw["command"].str.contains("grids/book_seeds.yaml").all()
     assert raw["commit"].notna().all() and not raw["commit"].str.endswith("-dirty").any()
-    assert raw["machine"].nunique() == 1
+    # one host and CPU model (the machine column's last field is the cores the sweep could use:
+    # seed 2 ran pinned to one core beside another job, one torch thread like seeds 0 and 1)
+    assert raw["machine"].str.rsplit(" | ", n=1).str[0].nunique() == 1
     assert f"Over {len(raw)} seeds of the book's `cpu` recipe" in ar.seed_spread_sentence()
 
 
