@@ -78,10 +78,17 @@ def sweep_cli(out: Path, *args: str, grid: Path = SMOKE) -> list[str]:
     return [sys.executable, "-m", "dualpath_book.sweep", str(grid), "--out", str(out), *args]
 
 
+def _interruptible() -> None:
+    """SIGINT back to its default in the child: a test suite started in the background of a script
+    (``make test &``) inherits SIGINT ignored, and a Python started so never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def in_background(command: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen]:
     """A sweep started in the background (its output in ``.stdout``), killed at the end if still running."""
-    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_interruptible)
     try:
         yield proc
     finally:
