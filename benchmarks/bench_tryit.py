@@ -40,13 +40,10 @@ new MutationObserver(() => {
 
 
 def wait(wd, script: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = wd.execute(script)
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out waiting for: {script}")
+    value = wd.wait_for(script, timeout, poll=0.02)   # a fine poll: the latency is what is measured
+    if not value:
+        raise RuntimeError(f"timed out waiting for: {script}")
+    return value
 
 
 def measure(site: Path, page: str, queries, repeats: int, screenshot: Path | None = None) -> dict:

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -229,12 +228,9 @@ def page_site(smoke_run, tmp_path_factory) -> Path:
 
 
 def _wait(wd, script: str, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = wd.execute(script)
-        if value:
-            return value
-        time.sleep(0.05)
+    value = wd.wait_for(script, timeout)
+    if value:
+        return value
     state = wd.execute("const r = document.querySelector('.dualpath-try-it');"
                        "return r && [r.dataset.state, r.dataset.error, r.textContent.slice(0, 300)];")
     raise AssertionError(f"the page did not {what} in {timeout} s: {state}")

@@ -230,6 +230,16 @@ class WebDriver:
         """Run ``script`` (a function body; ``arguments`` holds ``args``) in the page; its return value."""
         return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)})
 
+    def wait_for(self, script: str, timeout: float = 60, poll: float = 0.05):
+        """The first truthy value ``script`` returns, asked every ``poll`` s; None after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.execute(script)
+            if value:
+                return value
+            time.sleep(poll)
+        return None
+
     def find(self, css: str) -> str:
         """The WebDriver id of the first element matching ``css``."""
         found = self.call("POST", f"/session/{self.session}/element", {"using": "css selector", "value": css})
