@@ -107,6 +107,8 @@ def test_family_table_and_verdict_are_computed_from_the_seeds():
     assert table.loc[labels["negatives-sum"], "rsum"] == "5.0 ± 1.0"
     assert table.loc[labels["negatives-paper"], "rsum seed 1"] == 12.0
     assert table["seeds"].tolist() == [3, 3, 0, 3, 0, 0]   # negatives-random and the -extra arms have not run
+    one = ar.family_table(t[(t["arm"] != "negatives-sum") | (t["seed"] == 0)], "negatives")
+    assert one.loc[labels["negatives-sum"], "rsum"] == "4.0"   # one seed: no '± 0.0'
     fam = ar.Family("n", "negatives", ("negatives-paper", "negatives-sum"), ("mined", "sum"), "mining helps",
                     "negatives-paper", "negatives-sum", claimed_by="code")
     sentence = ar.verdict(t, fam)   # 12 - 5 = 7 > max std 2: agrees

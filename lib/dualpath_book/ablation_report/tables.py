@@ -28,8 +28,9 @@ def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> 
                                                  ordered=True, name="setting"))
     for m in metrics:
         mean, std = grouped[m].mean(), grouped[m].std(ddof=1)
-        out[m] = [f"{a:.1f} ± {b:.1f}" if pd.notna(a) else "–"
-                  for a, b in zip(mean.reindex(out.index), std.reindex(out.index).fillna(0.0))]
+        # one seed has no spread to show: its value alone (the seeds column says how many)
+        out[m] = ["–" if pd.isna(a) else f"{a:.1f}" if pd.isna(b) else f"{a:.1f} ± {b:.1f}"
+                  for a, b in zip(mean.reindex(out.index), std.reindex(out.index))]
     out["seeds"] = grouped.size().reindex(out.index).fillna(0).astype(int)
     if len(runs):
         per_seed = runs.pivot_table(index="setting", columns="seed", values="rsum", observed=False)
