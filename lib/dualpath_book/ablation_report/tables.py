@@ -56,8 +56,8 @@ def phase_table(table: pd.DataFrame, family: Family | str = "loss", metric: str 
                 raise DataError(f"the ablation results have no column {col}")
             runs[col] = np.nan
         stats = runs.groupby("setting", observed=False)[col].agg(["mean", "std", "count"])
-        out[name] = [f"{m:.1f} ± {sd:.1f}" if n else "–"
-                     for m, sd, n in zip(stats["mean"], stats["std"].fillna(0.0), stats["count"])]
+        out[name] = ["–" if not n else f"{m:.1f}" if n == 1 else f"{m:.1f} ± {sd:.1f}"
+                     for m, sd, n in zip(stats["mean"], stats["std"], stats["count"])]
         index = stats.index
     return pd.DataFrame(out, index=index)
 
