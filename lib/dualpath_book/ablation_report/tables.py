@@ -16,6 +16,17 @@ from .results import METRICS, budget_runs, family_runs
 from .stats import bootstrap_difference, paired_differences
 
 
+def mean_sd(values: pd.Series) -> str:
+    """A cell of the chapter's tables: 'mean ± std' over seeds, the value alone for one seed (no
+    spread to show), '–' for none."""
+    values = values.dropna()
+    if not len(values):
+        return "–"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+
+
 def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> pd.DataFrame:
     """Per arm: 'mean ± std' of each metric over seeds, the seed count, and R-sum of each seed.
 
@@ -27,10 +38,7 @@ def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> 
     out = pd.DataFrame(index=pd.CategoricalIndex(list(family.labels), categories=list(family.labels),
                                                  ordered=True, name="setting"))
     for m in metrics:
-        mean, std = grouped[m].mean(), grouped[m].std(ddof=1)
-        # one seed has no spread to show: its value alone (the seeds column says how many)
-        out[m] = ["–" if pd.isna(a) else f"{a:.1f}" if pd.isna(b) else f"{a:.1f} ± {b:.1f}"
-                  for a, b in zip(mean.reindex(out.index), std.reindex(out.index))]
+        out[m] = grouped[m].agg(mean_sd).reindex(out.index).fillna("–")
     out["seeds"] = grouped.size().reindex(out.index).fillna(0).astype(int)
     if len(runs):
         per_seed = runs.pivot_table(index="setting", columns="seed", values="rsum", observed=False)
@@ -55,10 +63,9 @@ def phase_table(table: pd.DataFrame, family: Family | str = "loss", metric: str 
             if len(runs):
                 raise DataError(f"the ablation results have no column {col}")
             runs[col] = np.nan
-        stats = runs.groupby("setting", observed=False)[col].agg(["mean", "std", "count"])
-        out[name] = ["–" if not n else f"{m:.1f}" if n == 1 else f"{m:.1f} ± {sd:.1f}"
-                     for m, sd, n in zip(stats["mean"], stats["std"], stats["count"])]
-        index = stats.index
+        cells = runs.groupby("setting", observed=False)[col].agg(mean_sd)
+        out[name] = cells.tolist()
+        index = cells.index
     return pd.DataFrame(out, index=index)
 
 
@@ -94,8 +101,7 @@ def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFra
             rows[policy] = {"rsum": "–", "seeds": 0}
             continue
         n = int(runs[col].notna().sum())
-        rows[policy] = {"rsum": f"{runs[col].mean():.1f} ± {runs[col].std(ddof=1):.1f}" if n > 1 else
-                        f"{runs[col].mean():.1f}" if n else "–", "seeds": n}
+        rows[policy] = {"rsum": mean_sd(runs[col]), "seeds": n}
     return pd.DataFrame(rows).T.rename_axis("test-time offsets")
 
 
@@ -109,8 +115,7 @@ def budget_table(table: pd.DataFrame, budget: Budget | None = None) -> pd.DataFr
         cells = []
         for label in out.index:
             r = runs[(runs.recipe == label) & (runs.percent == p)]["rsum"]
-            cells.append(f"{r.mean():.1f} ± {r.std(ddof=1):.1f} ({len(r)})" if len(r) > 1 else
-                         f"{r.mean():.1f} (1)" if len(r) else "–")
+            cells.append(f"{mean_sd(r)} ({len(r)})" if len(r) else "–")
         out[f"{p}% of the cpu run"] = cells
     return out
 
