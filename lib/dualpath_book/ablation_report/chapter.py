@@ -36,6 +36,11 @@ class Family:
     better: str                    # the arm the claim expects to win ...
     worse: str                     # ... against this one
     claimed_by: str = "paper"      # a key of CLAIMED_BY: who makes the claim, as far as SPEC can tell
+    page: str = ""                 # book/ablations/<page>.md shows it; '': its own page, named by its key
+
+    @property
+    def page_name(self) -> str:
+        return self.page or self.key
 
 
 def _grid_file(grid_path: str | Path) -> dict:
@@ -74,7 +79,7 @@ def load_families(grid_path: str | Path) -> tuple[Family, ...]:
         if claimed_by not in CLAIMED_BY:
             raise ConfigError(f"{where} ({f['key']}): claimed_by {claimed_by!r} is not one of {sorted(CLAIMED_BY)}")
         families.append(Family(f["key"], f["title"], names, tuple(a["label"] for a in f["arms"]),
-                               f["claim"], f["better"], f["worse"], claimed_by))
+                               f["claim"], f["better"], f["worse"], claimed_by, f.get("page", "")))
     return tuple(families)
 
 
