@@ -40,7 +40,6 @@ from ..models.mode import eval_mode
 from .inputs import ImageSource, Split
 from .recipes import Phase
 
-GRAD_GROUPS = ("image", "text", "classifier")
 REDRAW_SALT = 0x5BD1E995   # sets a redrawn negative image's crop seed apart from its row's
 
 
