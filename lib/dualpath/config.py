@@ -27,7 +27,6 @@ NEGATIVE_MODES = (*PAIRED_NEGATIVES, *IN_BATCH_NEGATIVES)
 TRAIN_IMAGES = ("cached", "pixels")
 SHIFT_POLICIES = ("random", "left", "center")
 TEST_SHIFT_POLICIES = ("all", "left", "center")
-STAGE_NAMES = ("stage1", "stage2", "ranking", "joint")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step", "cosine")
 EPOCH_UNITS = ("images", "captions")
@@ -260,15 +259,12 @@ def _is(value, typ) -> bool:
     return isinstance(value, typ)
 
 
-# What the CPU presets change from the paper, and why (measured on the Flickr8k validation split;
-# book/differences.md has the numbers): a 2-core CPU affords under 2% of the paper's SGD steps,
-# and at the paper's settings nothing moves in that budget.
-#   text_blocks [1, 1, 1, 1]  3 ranking epochs (hardest negatives, margin 0.2): the 3-4-6-1 text
-#                             CNN reached val rsum 6.5, 1-1-1-1 15.2 (and is 2x faster per epoch)
-#   lr_mult_new / bn = 1      the new layers at the global rate (the paper: 0.1 / 0.2)
-#   negatives 'hardest', margin 0.2   VSE++'s in-batch hardest negative: better than the paper's
-#                             mined one in a 4-epoch ranking-only probe (41.6 vs 34.9), at half the
-#                             cost per epoch; the ablation sweep then found 'sum' best after Stage I
+# The presets. The comments say what each is for; what was measured to choose their settings is
+# told in book/differences.md (the CPU presets) and book/paper_scale.md (the GPU ones).
+
+# What an earlier CPU recipe of this book (the `ablation` preset's) changed from the paper's, so
+# that something moves in a 2-core CPU's budget: a 1-1-1-1 text CNN, the new layers at the global
+# rate, VSE++'s hardest in-batch negative with margin 0.2.
 CPU_DEPARTURES = dict(text_blocks=[1, 1, 1, 1], lr_mult_new=1.0, lr_mult_bn=1.0, negatives="hardest",
                       margin=0.2)
 
@@ -280,7 +276,7 @@ PAPER_COMMON = dict(backbone="resnet50", text_width=1.0, text_blocks=[3, 4, 6, 1
                     train_images="pixels", finetune_blocks=-1, train_views=1, loader_workers=8,
                     stage1_lr_steps=[], lr=0.1, stage2_lr=0.1, negatives="paper", n_candidates=256)
 
-# The book's recipe (the comment at the "cpu" preset says why each setting).
+# The book's recipe, chosen on the validation split by the probes of book/differences.md.
 CPU_RECIPE = dict(feature_dim=1024, train_views=2, finetune_blocks=0, text_blocks=[1, 1, 1, 1],
             dropout=0.5, classifier_scale=32.0, classifier_bias=False,
             optimizer="adam", lr=1e-3, stage2_lr=5e-4, schedule="cosine", weight_decay=0.0,
@@ -291,88 +287,44 @@ CPU_RECIPE = dict(feature_dim=1024, train_views=2, finetune_blocks=0, text_block
             stage1_epochs=5, stage1_lr_steps=[], stage2_epochs=15, stage2_lr_steps=[])
 
 PRESETS: dict[str, dict] = {
-    # The book's run, on a 2-core CPU in at most 30 minutes: the recipe below (CPU_RECIPE) with the
-    # paper's 3-4-6-1 text CNN at half the paper's width, its residual branches starting from gamma 0,
-    # trained in bfloat16 autocast (cpu-narrow keeps the earlier network). Chosen on the validation
-    # split at the book's budget (book/differences.md, probes W1-W4, seed 0): width 0.5 1-1-1-1 in
-    # bf16 reached val R-sum 249.9, 3-4-6-1 from gamma 0 256.7; without gamma 0 the deep CNN does
-    # not train (probes D3-D8). bf16 pays on CPUs with AVX-512 BF16 or AMX (1.4-1.6x a step at this
-    # size, book/tables/train_throughput.csv); elsewhere it is emulated and slower (the trainer says so).
+    # The book's run, on a 2-core CPU in at most 30 minutes: CPU_RECIPE with the paper's 3-4-6-1
+    # text CNN at half its width, its residual branches starting from gamma 0, in bfloat16 autocast.
     "cpu": dict(CPU_RECIPE, text_width=0.5, text_blocks=[3, 4, 6, 1], text_zero_init=True, amp_cpu=True),
-    # The book's run before issue #24 and the ablation chapter's recipe: EfficientNet-Lite0
-    # features cached once (whole image + mirror), a quarter-width 1-1-1-1 text CNN over GloVe-50,
-    # 1024-d heads, the backbone frozen, float32. What makes it learn (book/differences.md has the
-    # probes, val R-sum of each, chosen on the validation split):
-    #   every caption once per epoch, batch 128, Adam with one LR for every layer and cosine decay
-    #       (the paper's SGD multipliers leave the text branch at chance in this budget);
-    #   a cosine classifier (classifier_scale 32, no bias) and dropout 0.5, so the text branch joins
-    #       the shared classifier in Stage I instead of the image branch taking it over;
-    #   VSE++'s hardest in-batch negative in Stage II, margin 0.2: from a trained start it beats the
-    #       sum over negatives; from chance it learns far more slowly, so a ranking term in phase 1 (the
-    #       ranking and joint recipes) sums over the negatives (stage1_negatives);
-    #   Stage II trains the ranking loss alone (1 : 0 : 0): the 6,000-way classifier more than
-    #       doubles the cost of a step, and at equal time ranking alone went further (31 s vs
-    #       69 s an epoch on 2 cores; val R-sum 131.3 after 2 epochs vs 128.6 with 1 : 1 : 1);
-    #   the ranking loss on the pre-ReLU features, the ones retrieval uses (rank_features 'feat'):
-    #       val R-sum 172.0 after 4 epochs against 147.5 on dropout features; with the official
-    #       post-ReLU features a 5 + 22 run plateaued at 188-190 (test 197.3, below VSE++'s 218.3);
-    #   Stage I 5 + Stage II 15 epochs: the 6 + 21 run of this recipe (val 137.7 after Stage I
-    #       epoch 5, 236.4 after Stage II epoch 19; test 244.8) took 33 min of compute on this
-    #       machine at its slower times (42 s a Stage II epoch, not 32), over the 30-minute budget;
-    #   dropout 0.3 on the pooled image feature (image_input_dropout): the frozen backbone gives the
-    #       head the same 12,000 cached vectors every epoch, and without it Stage II plateaued at
-    #       val R-sum 196 while its training loss kept falling; with 0.2 227.2, with 0.3 236.4 after
-    #       the same 21 epochs (probes 21-22).
+    # The book's run before issue #24 and the ablation chapter's recipe: CPU_RECIPE as it stands, a
+    # quarter-width 1-1-1-1 text CNN over GloVe-50 on cached EfficientNet-Lite0 features, float32.
     "cpu-narrow": CPU_RECIPE,
-    # The ablation chapter's budget (grids/ablations.yaml): the cpu-narrow recipe's 5 epochs of Stage I
-    # and 8 of its 15 of Stage II, each phase's cosine decay over its own length. Its reference arm must
-    # reach 85% of the cpu-narrow run's validation R-sum (194.4 of 228.7). Measured on seed 0 (Stage II
-    # alone, from the cpu run's Stage I): 5 + 7 reached 193.6 (84.6%), 5 + 8 198.9 (87.0%). Halving
-    # both phases (3 + 7) reached 157.1 / 155.3 on seeds 0 / 1 (68%): a 3-epoch Stage I ends at
-    # 76.7 where the 5-epoch one is at 102 after its third epoch, so Stage I keeps its length and
-    # Stage II is what the budget cuts. And a quarter of each phase, the budget curve's low end.
+    # The ablation chapter's budget (grids/ablations.yaml): cpu-narrow's 5 Stage I epochs and the
+    # fewest Stage II epochs that reach 85% of its validation R-sum; and a quarter of each phase,
+    # the budget curve's low end.
     "cpu-short": dict(stage1_epochs=5, stage2_epochs=8),
     "cpu-quarter": dict(stage1_epochs=1, stage2_epochs=4),
-    # The first ablation sweep's budget (grids/ablations_short.yaml, the chapter's appendix): an
-    # earlier recipe of this book (SGD with the paper's multipliers and loss weights, except
-    # CPU_DEPARTURES) on a short schedule with the backbone frozen, so 16 arms x 3 seeds fit in
-    # about two hours on two cores; too short for the model to learn (1.7% of the paper's epochs).
+    # The first ablation sweep's budget (grids/ablations_short.yaml, the chapter's appendix): the
+    # paper's SGD and loss weights except CPU_DEPARTURES, the backbone frozen, short enough for 16 arms
+    # x 3 seeds in about two hours on two cores, too short for the model to learn.
     "ablation": dict(feature_dim=1024, train_views=2, stage1_epochs=2, stage2_epochs=3,
                      stage2_lr_steps=[], finetune_blocks=0, **CPU_DEPARTURES),
-    # The official recipes (SPEC 1-4) for a GPU: ResNet-50, the full text CNN over case-sensitive
-    # GoogleNews word2vec with the official dictionary (train words that have a vector), Stage I
-    # on freshly cropped and flipped images every epoch (decoded, backbone frozen), Stage II
-    # fine-tuning the whole network. Flickr30k: the official split (Flickr8k's test / dev ids).
+    # The official recipes (SPEC 1-4) for a GPU, one per dataset. Flickr30k: the official split
+    # (Flickr8k's test / dev ids).
     "paper": dict(PAPER_COMMON, dataset="flickr30k_official", dropout=0.75,
                   stage1_epochs=240, stage2_epochs=60, stage2_lr_steps=[40],
                   lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1),
-    # MSCOCO: Karpathy's split (the official code drew its own 5,000 / 5,000 with MATLAB's rng(1),
-    # which Python cannot redraw; the sizes are the same); no classifier bias; Stage I trains 75
-    # epochs (the official Stage II started from epoch 75 of its Stage I run).
+    # MSCOCO: Karpathy's split (MATLAB's rng(1) draw cannot be redone in Python); no classifier bias;
+    # Stage I 75 epochs, where the official Stage II started.
     "paper-coco": dict(PAPER_COMMON, dataset="coco", protocol="coco-5k", dropout=0.5, classifier_bias=False,
                        stage1_epochs=75, stage2_epochs=21, stage2_lr_steps=[15, 20],
                        lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1),
     # CUHK-PEDES: a class is a person; 56 words; no mining (a random caption of another identity);
-    # Stage I trains 150 epochs (the official Stage II started from its epoch 150); by identity.
+    # Stage I 150 epochs, where the official Stage II started; evaluated by identity.
     "paper-cuhk": dict(PAPER_COMMON, dataset="cuhk_pedes", protocol="cuhk", max_len=56, dropout=0.8,
                        negatives="random", stage1_epochs=150, stage2_epochs=61, stage2_lr_steps=[40],
                        lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.5),
-    # The book's recipe at the paper's network size, for one GPU: the cpu preset's losses, optimiser,
-    # classifier and negatives (the settings that were seen to learn), with the full-width 3-4-6-1
-    # text CNN (its residual branches starting from gamma 0, which is what makes it train: the
-    # differences page, probes D3-D8), 2,048-d heads, four cached views (whole, mirror, two crops)
-    # in Stage I and Stage II end to end on freshly cropped decoded images, read by 8 loader
-    # workers, in bf16 autocast with channels-last convolutions. The epochs are a size for a free
-    # Colab session (book/paper_scale.md says how it was estimated), not a tuned schedule.
+    # The book's recipe at the paper's network size, end to end on one GPU (what a Colab GPU runtime
+    # trains); its epochs are a size for a free Colab session, not a tuned schedule.
     "gpu": dict(CPU_RECIPE, text_width=1.0, text_blocks=[3, 4, 6, 1], text_zero_init=True, feature_dim=2048,
                 train_views=4, finetune_blocks=-1, stage1_epochs=10, stage2_epochs=30, loader_workers=8,
                 amp=True, channels_last=True, device="auto"),
-    # The paper's Flickr30k schedule and losses (SPEC 1-3) on this book's data and backbone, for one
-    # GPU: Flickr8k, EfficientNet-Lite0, the full 3-4-6-1 text CNN over GloVe-50 (word2vec is not on
-    # PyPI), the paper's SGD multipliers, mining and margin; Stage I on cached features, Stage II end
-    # to end. What was measured of it on a CPU (book/paper_scale.md): under these SGD multipliers
-    # the text branch stayed at chance for 43 epochs (issue #10), and the 3-4-6-1 text CNN without
-    # the zero-gamma start learned less than 1-1-1-1 under every optimiser tried. Not run on a GPU.
+    # The paper's Flickr30k schedule, optimiser and losses (SPEC 1-3) on this book's data and backbone
+    # (GloVe-50: word2vec is not on PyPI), for one GPU; never seen to learn.
     "paper-flickr8k": dict(text_width=1.0, text_blocks=[3, 4, 6, 1], dropout=0.75, train_views=4,
                            finetune_blocks=-1, stage1_epochs=240, stage1_lr_steps=[], stage2_epochs=60,
                            stage2_lr_steps=[40], lr=0.1, stage2_lr=0.1, negatives="paper", n_candidates=256,

@@ -9,6 +9,12 @@ Two layers:
   ``evaluate`` first embeds a corpus with any encoder that has ``encode_image`` and
   ``encode_text``.
 
+The ranking is a kernel: it counts, for every positive of every query, the negatives scoring at
+least as high, in one streamed matrix product for both directions. Its definition is
+``dualpath.evaluate_reference``: one sort per query under the rules below, short enough to read.
+The kernel must equal it (per-query ranks and AP; ``tests/test_evaluate.py``,
+``benchmarks/bench_evaluate.py``).
+
 Positives. Image ``i`` and caption ``t`` match when ``t`` describes ``i``
 (``caption_image[t] == i``), or, when ``image_label`` is given (CUHK-PEDES), when ``t``
 describes any image with the same label as ``i``. The same rule holds in both directions.

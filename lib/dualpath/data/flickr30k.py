@@ -23,7 +23,6 @@ from .flickr8k import ORIGINAL_SPLITS, numbered_lines, read_token_file
 
 TOKEN_FILE = "results_20130124.token"
 IMAGE_FOLDERS = ("flickr30k-images", "images")
-SPLIT_NAME = "official"     # how result rows name this split (Karpathy's is "karpathy")
 
 
 def flickr_id(name: str) -> str:

@@ -40,7 +40,6 @@ from ..models.mode import eval_mode
 from .inputs import ImageSource, Split
 from .recipes import Phase
 
-GRAD_GROUPS = ("image", "text", "classifier")
 REDRAW_SALT = 0x5BD1E995   # sets a redrawn negative image's crop seed apart from its row's
 
 
@@ -212,8 +211,34 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
     ``.grad`` (tests). ``gen`` draws the captions, mining candidates and position shifts.
     """
     device = device if device is not None else torch.device("cpu")
-    lam_rank, lam_img, lam_txt = phase.lambdas
     paired = is_paired(phase, cfg)
+    x, ids, labels_img, labels_txt = step_rows(model, source, split, batch, phase, cfg, gen, device,
+                                               paired, rank, world)
+    loss, (l_rank, l_img, l_txt), log_img, log_txt = step_losses(forward, x, ids, labels_img, labels_txt,
+                                                                 phase, cfg, device, paired)
+    stats = apply_gradients(model, loss, opt, cfg, grad_norms)
+    with torch.no_grad():
+        acc_img = acc_txt = float("nan")   # not measured in a ranking-only phase
+        if log_img is not None:
+            acc_img = (log_img.argmax(1).cpu() == labels_img).float().mean().item()
+            acc_txt = (log_txt.argmax(1).cpu() == labels_txt).float().mean().item()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} in {phase.name}; lower the learning rate "
+                                 f"(lr / stage2_lr) or set grad_clip")
+    stats = {"loss": value, "loss_rank": l_rank.item(), "loss_img": l_img.item(),
+             "loss_txt": l_txt.item(), "acc_img": acc_img, "acc_txt": acc_txt, **stats}
+    return stats
+
+
+def step_rows(model, source: ImageSource, split: Split, batch: Batch, phase: Phase, cfg: Config,
+              gen: torch.Generator, device, paired: bool, rank: int, world: int,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What this rank trains on: (images, word ids, image labels, caption labels) of its rows.
+
+    The batch's captions (drawn when it has none) and images, the negative rows of a paired phase
+    (appended with ``paired_rows='extra'``, then mined or drawn), the position shifts, the shard.
+    """
     captions = batch.caption if batch.caption is not None else split.draw_captions(batch.index, gen)
     labels_img = batch.label
     labels_txt = labels_img
@@ -227,9 +252,19 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
             model, source, split, batch, x_all, captions, labels_img, cfg, gen, device, phase.negatives)
     ids = split.encode(captions, cfg.train_shift, gen)
     shard = shard_rows(len(batch), rank, world, paired)
-    labels_img, labels_txt = labels_img[shard], labels_txt[shard]
+    return x_all[shard], ids[shard], labels_img[shard], labels_txt[shard]
+
+
+def step_losses(forward, x: torch.Tensor, ids: torch.Tensor, labels_img: torch.Tensor,
+                labels_txt: torch.Tensor, phase: Phase, cfg: Config, device, paired: bool):
+    """The forward pass and the phase's weighted loss, under the step's autocast.
+
+    Returns (loss, (ranking, image instance, text instance) terms, image logits, text logits); the
+    logits are None in a ranking-only phase, whose instance terms are then zero.
+    """
+    lam_rank, lam_img, lam_txt = phase.lambdas
     with _autocast(device, cfg):
-        img, txt, log_img, log_txt = forward(x_all[shard].to(device, non_blocking=True), ids[shard].to(device))
+        img, txt, log_img, log_txt = forward(x.to(device, non_blocking=True), ids.to(device))
         if log_img is None:
             l_img = l_txt = torch.zeros((), device=device)
         else:
@@ -240,6 +275,14 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
                             phase.negatives)
                   if lam_rank else torch.zeros((), device=device))
         loss = lam_rank * l_rank + lam_img * l_img + lam_txt * l_txt
+    return loss, (l_rank, l_img, l_txt), log_img, log_txt
+
+
+def apply_gradients(model, loss: torch.Tensor, opt: torch.optim.Optimizer | None, cfg: Config,
+                    grad_norms: bool) -> dict[str, float]:
+    """Zero the gradients, backpropagate ``loss``, clip (``cfg.grad_clip``) and step ``opt`` (none:
+    the gradients stay in ``.grad``). Returns the groups' gradient norms when ``grad_norms``, before
+    clipping, else nothing."""
     params = [p for g in (opt.param_groups if opt is not None else []) for p in g["params"]]
     if opt is not None:
         opt.zero_grad(set_to_none=False)
@@ -254,17 +297,6 @@ def train_step(forward, model, source: ImageSource, split: Split, batch: Batch, 
                                        cfg.grad_clip)
     if opt is not None:
         opt.step()
-    with torch.no_grad():
-        acc_img = acc_txt = float("nan")   # not measured in a ranking-only phase
-        if log_img is not None:
-            acc_img = (log_img.argmax(1).cpu() == labels_img).float().mean().item()
-            acc_txt = (log_txt.argmax(1).cpu() == labels_txt).float().mean().item()
-    value = loss.item()
-    if not math.isfinite(value):
-        raise FloatingPointError(f"loss became {value} in {phase.name}; lower the learning rate "
-                                 f"(lr / stage2_lr) or set grad_clip")
-    stats = {"loss": value, "loss_rank": l_rank.item(), "loss_img": l_img.item(),
-             "loss_txt": l_txt.item(), "acc_img": acc_img, "acc_txt": acc_txt, **stats}
     return stats
 
 
