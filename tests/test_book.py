@@ -123,6 +123,18 @@ def test_reference_tables_parse_with_exact_numbers():
     assert set(comp.protocol) == {"1k", "coco-1k", "coco-5k", "cuhk"}
 
 
+def test_reference_rows_of_a_dataset_and_the_flickr8k_ratio():
+    f8k = literature.reference_table("flickr8k")
+    assert "Fisher vectors GMM+HGLMM" in set(f8k.method)
+    f30k = literature.reference_table("flickr30k")
+    assert f30k.method.iloc[0] == "Dual-path (paper)" and set(f30k.dataset) == {"Flickr30k"}
+    ratios = literature.flickr8k_vs_flickr30k()
+    assert len(ratios) == 4 and "m-RNN" not in ratios.index   # AlexNet vs VGG: not a pair
+    assert (ratios.ratio > 0.5).all() and (ratios.ratio < 1).all()
+    with pytest.raises(ValueError):
+        literature.reference_table("nowhere")
+
+
 def test_reference_sources_are_bib_keys():
     keys = _bib_keys()
     for name in literature.available_reference_tables():

@@ -55,8 +55,8 @@ def test_the_method_imports_and_trains_without_the_book_packages():
 
 def test_the_book_machinery_lives_in_dualpath_book():
     # the modules that know about notebooks, sweeps, figures and the site are not in the method package
-    for name in ("pipeline", "page", "sweep/__init__", "literature", "analysis", "ablation", "ablation_report/__init__",
-                 "site/htmlcheck", "site/mathjax", "layout", "figures/architecture", "figures/curves"):
+    for name in ("pipeline", "page", "sweep/__init__", "literature", "analysis", "data_tables", "prose", "ablation",
+                 "ablation_report/__init__", "site/htmlcheck", "site/mathjax", "layout", "figures/architecture", "figures/curves"):
         assert (BOOK / f"{name}.py").is_file()
         assert not (METHOD / f"{name}.py").exists()
 
@@ -76,7 +76,7 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
                  "readme.py", "book_runs.py", "assets.py"):   # never run in a kernel
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
     assert pipeline.sources_digest() == before
-    for name in ("figures/curves.py", "literature.py"):   # each changes what a page shows
+    for name in ("figures/curves.py", "literature.py", "prose.py", "data_tables.py"):   # each changes what a page shows
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
         assert pipeline.sources_digest() != before
         before = pipeline.sources_digest()
