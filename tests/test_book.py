@@ -219,15 +219,21 @@ def test_results_table_puts_ours_under_the_references():
     assert many.method.tolist()[-2:] == ["a", "b"]
 
 
-def test_ablation_plot():
-    df = pd.DataFrame({"arm": ["paper"] * 3 + ["ranking only"] * 3, "seed": [0, 1, 2] * 2,
-                       "rsum": [300.0, 310.0, 305.0, 250.0, 260.0, 255.0]})
-    fig = ablations.ablation_plot(df, "arm", "rsum")
+def test_ablation_figures_name_every_arm_and_draw_every_seed():
+    from dualpath_book import ablation_report as ar
+
+    loss = ar.FAMILY["loss"]
+    table = pd.DataFrame([{"arm": arm, "seed": seed, "status": "done", "rsum": 100.0 + 10 * i + seed}
+                          for i, arm in enumerate(loss.arms) for seed in range(3)])
+    fig = ablations.family_plot(table, "loss")
     assert isinstance(fig, Figure)
-    labels = _texts(fig)
-    assert "305.0" in labels and "255.0" in labels
-    with pytest.raises(ValueError, match="column"):
-        ablations.ablation_plot(df, "missing", "rsum")
+    (ax,) = fig.axes
+    assert [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()] == list(loss.labels)   # wrapped, same words
+    assert ax.get_title() == loss.title and [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
+    empty = ablations.family_plot(table.iloc[:0], loss).axes[0]
+    assert empty.get_title().endswith("(no finished runs yet)") and len(empty.get_yticklabels()) == len(loss.arms)
+    assert isinstance(ablations.budget_plot(table), Figure)
+    assert isinstance(ablations.length_plot(table.iloc[:0]), Figure)
 
 
 @pytest.fixture
