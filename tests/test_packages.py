@@ -92,3 +92,23 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
     assert pipeline.sources_digest() == before
     (tables / "published_flickr8k.csv").write_text((tables / "published_flickr8k.csv").read_text() + "\n")
     assert pipeline.sources_digest() != before
+
+
+def test_importing_the_book_machinery_reads_no_repository_file():
+    # the grids, tables and notebooks are read when first asked for (e.g. ablation_report.chapter()),
+    # never at import: a module that parsed them there would fail here
+    code = ("import builtins, importlib, io, pkgutil\n"
+            "import dualpath_book\n"
+            "from dualpath_book.layout import REPO_ROOT\n"
+            "watched = tuple(str(REPO_ROOT / name) for name in ('grids', 'book', 'notebooks'))\n"
+            "real_open = io.open\n"
+            "def guarded(file, *args, **kwargs):\n"
+            "    if str(file).startswith(watched):\n"
+            "        raise AssertionError(f'read at import: {file}')\n"
+            "    return real_open(file, *args, **kwargs)\n"
+            "builtins.open = io.open = guarded\n"
+            "for m in pkgutil.walk_packages(dualpath_book.__path__, 'dualpath_book.'):\n"
+            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
