@@ -5,6 +5,7 @@ what would make ``jupyter-book build . -W -n`` fail or show wrong numbers.
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
@@ -33,6 +34,13 @@ BOOK = REPO_ROOT / "book"
 
 def _texts(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text)]
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as a notebook shows it (IPython's inline backend crops to the drawn content)."""
+    out = io.BytesIO()
+    fig.savefig(out, format="png", bbox_inches="tight")
+    return out.getvalue()
 
 
 def _bib_keys() -> set[str]:
@@ -229,7 +237,9 @@ def test_ablation_figures_name_every_arm_and_draw_every_seed():
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     assert [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()] == list(loss.labels)   # wrapped, same words
-    assert ax.get_title() == loss.title and [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
+    assert ax.get_title() == loss.title and [t.get_text() for t in fig.legends[0].get_texts()] == ["0", "1", "2"]
+    # glued and shown, a figure is drawn twice: the page and the chapter's pages must get the same image
+    assert _png(fig) == _png(fig)
     empty = ablations.family_plot(table.iloc[:0], loss).axes[0]
     assert empty.get_title().endswith("(no finished runs yet)") and len(empty.get_yticklabels()) == len(loss.arms)
     assert isinstance(ablations.budget_plot(table), Figure)

@@ -42,8 +42,13 @@ def family_plot(table: pd.DataFrame, family: Family | str, metric: str = "rsum")
             sns.stripplot(data=runs.assign(seed=runs["seed"].astype(str)), y="setting", x=metric, hue="seed",
                           palette="dark", size=7, jitter=0.15, ax=ax)
             ax.set_xlabel(f"test {metric.replace('rsum', 'R-sum')} (Flickr8k 1K test; bar = mean, points = seeds)")
-            # outside the axes: inside, it covers the points of whichever arm has the longest bar
-            ax.legend(title="seed", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+            # outside the axes: inside, it covers the points of whichever arm has the longest bar; the
+            # figure's own outside legend, as an axes legend moved out makes the constrained layout
+            # differ between the first drawing and the next (the glued and the shown image would differ)
+            seeds = ax.get_legend()
+            handles, labels = seeds.legend_handles, [text.get_text() for text in seeds.texts]
+            seeds.remove()
+            fig.legend(handles, labels, title="seed", loc="outside right upper", fontsize=8, frameon=False)
             ax.set_title(family.title)
         # the arms' labels run to 60 characters: wrapped, they leave the bars most of the width
         ax.set_yticks(range(len(family.labels)), [textwrap.fill(label, 32) for label in family.labels])
