@@ -15,6 +15,7 @@ import pytest
 
 from dualpath_book import ablation_report as ar
 from dualpath_book.ablation import ARM_METRICS, TEST_RANKS, arm_config
+from dualpath_book.figures import ablations as ablation_figures
 from dualpath.errors import ConfigError, DataError
 from dualpath_book.sweep import DONE, load_grid
 from dualpath.train import RECIPES
@@ -157,8 +158,8 @@ def test_report_names_what_is_missing(tmp_path):
     assert ar.incomplete_arms(t, "loss") == ["loss-ranking", "loss-both"]
     sentence = ar.verdict(t, "loss")
     assert "Not measured yet" in sentence and "loss-ranking" in sentence and "R-sum" not in sentence
-    ar.family_plot(t, "loss")
-    ar.family_plot(t.iloc[:0], "loss")   # nothing finished: still a figure
+    ablation_figures.family_plot(t, "loss")
+    ablation_figures.family_plot(t.iloc[:0], "loss")   # nothing finished: still a figure
 
 
 def test_the_book_recipe_seeds_come_from_the_runner_on_one_machine():
@@ -321,14 +322,14 @@ def test_budget_and_length_views_read_the_arms_of_the_grid():
     table = ar.budget_table(t)
     assert table.loc[ar.BUDGET.labels["paper"], "65% of the cpu run"] == "76.0 ± 1.0 (3)"
     assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu run"] == "101.0 ± 1.0 (3)"
-    ar.budget_plot(t)
-    ar.budget_plot(t.iloc[:0])
+    ablation_figures.budget_plot(t)
+    ablation_figures.budget_plot(t.iloc[:0])
     assert [ar.epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [(0, 13), (2, 11), (5, 8), (9, 4)]
     book = sum(ar.epochs_of("budget-paper-100"))
     for points in ar.BUDGET.arms.values():   # each point's percent is its arm's share of the cpu run's epochs
         assert {p: round(100 * sum(ar.epochs_of(a)) / book) for p, a in points.items()} == {p: p for p in points}
-    ar.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
-    ar.length_plot(t.iloc[:0])
+    ablation_figures.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
+    ablation_figures.length_plot(t.iloc[:0])
 
 
 def test_the_reference_check_compares_validation_with_the_book_run(tmp_path):

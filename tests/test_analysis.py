@@ -1,4 +1,5 @@
-"""dualpath_book.analysis: the computations behind the data and evaluation notebooks, on tiny inputs."""
+"""dualpath_book.analysis and dualpath_book.data_tables: the read-outs and tables behind the data, training and
+evaluation notebooks, on tiny inputs."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dualpath_book import analysis
+from dualpath_book import analysis, data_tables
 from dualpath.config import preset
 from dualpath.data.corpus import Corpus
 from dualpath.data.text import Vocabulary
@@ -23,23 +24,23 @@ def _corpus(tmp_path) -> Corpus:
 
 def test_split_and_vocabulary_tables(tmp_path):
     corpus = _corpus(tmp_path)
-    table = analysis.split_table(corpus, preset("cpu", val_split="train"))
+    table = data_tables.split_table(corpus, preset("cpu", val_split="train"))
     assert table.loc["train", "images"] == 2 and table.loc["train", "captions"] == 4
     assert table.loc["train", "used as"] in ("train", "val") and table.loc["mini_train", "used as"] == ""
     assert preset("smoke").role_splits()["test"] == "mini_test"
     parts = {"train": corpus.select("train"), "test": corpus.select("test")}
     vocab = Vocabulary.build(parts["train"].captions)
-    stats = analysis.vocabulary_table(vocab, parts, length=4)
+    stats = data_tables.vocabulary_table(vocab, parts, length=4)
     assert stats.loc["train", "OOV tokens (%)"] == 0
     assert stats.loc["test", "OOV tokens (%)"] == pytest.approx(100 * 5 / 7)   # only 'on', 'a' known
     assert stats.loc["train", "truncated at L=4 (%)"] == 50.0
-    lengths = analysis.caption_lengths(parts["test"].captions, vocab)
+    lengths = data_tables.caption_lengths(parts["test"].captions, vocab)
     assert lengths.words.tolist() == [3, 4] and lengths.in_vocab.tolist() == [0, 2]
 
 
 def test_shift_rows_spread_over_the_offsets():
     vocab = Vocabulary.build(["a dog runs"])
-    rows, offsets = analysis.shift_rows(vocab, "a dog runs", length=8, n=3)
+    rows, offsets = data_tables.shift_rows(vocab, "a dog runs", length=8, n=3)
     assert offsets == [0, 2, 5] or offsets == [0, 3, 5]
     assert rows.shape == (3, 8) and (rows[-1, 5:] != 0).all() and (rows[0, :3] != 0).all()
 
@@ -133,84 +134,3 @@ def test_a_readable_table_shows_integers_as_integers_and_no_float_noise():
     assert drops["drop"].tolist() == ["0.009", "0.000", "0.000"]   # no exponent, no -0.000
     words = readable(pd.DataFrame({"word": ["a"], "in vocabulary": [True]}))
     assert words.loc[0, "word"] == "a" and bool(words.loc[0, "in vocabulary"]) is True
-
-
-def test_reference_tables():
-    f8k = analysis.reference_table("flickr8k")
-    assert "Fisher vectors GMM+HGLMM" in set(f8k.method)
-    f30k = analysis.reference_table("flickr30k")
-    assert f30k.method.iloc[0] == "Dual-path (paper)" and set(f30k.dataset) == {"Flickr30k"}
-    ratios = analysis.flickr8k_vs_flickr30k()
-    assert len(ratios) == 4 and "m-RNN" not in ratios.index   # AlexNet vs VGG: not a pair
-    assert (ratios.ratio > 0.5).all() and (ratios.ratio < 1).all()
-    with pytest.raises(ValueError):
-        analysis.reference_table("nowhere")
-
-
-def test_stage2_sentence_follows_the_config():
-    from dualpath_book.analysis import stage2_sentence
-    from dualpath.config import preset
-
-    book = stage2_sentence(preset("cpu"))
-    assert "ranking loss alone" in book and "hardest negative in the batch" in book
-    assert "mined" not in book and "frozen" in book and "cosine" in book
-    mined = stage2_sentence(preset("cpu", negatives="paper", n_candidates=64, finetune_blocks=1,
-                                   lambda_img=1.0, lambda_txt=0.1))
-    assert "hardest of 64 captions" in mined and "the top block of the image CNN" in mined and "1 : 0.1" in mined
-    assert "every negative in the batch" in stage2_sentence(preset("cpu", negatives="sum"))
-
-
-def test_scale_sentence_follows_the_config():
-    from dualpath_book.analysis import scale_sentence
-    from dualpath.config import preset
-
-    paper = preset("paper")
-    book = scale_sentence(preset("cpu"), paper)
-    assert "5 + 15 epochs against the official 240 + 60" in book
-    assert "no crops" in book and "frozen in both stages" in book and "dropout 0.3" in book
-    assert "EfficientNet-Lite0 instead of the paper's ResNet-50" in book
-    assert "the ranking loss alone in Stage II" in book and "cosine classifier (scale 32)" in book
-    assert "Stage II loss weights 2 : 1 : 0.1" in scale_sentence(preset("cpu", lambda_img=1.0, lambda_txt=0.1,
-                                                                     lambda_rank=2.0, backbone="resnet50"),
-                                                                paper.replace(lambda_rank=1.0))
-    other = scale_sentence(preset("cpu", train_views=4, finetune_blocks=1, negatives="sum",
-                                  image_input_dropout=0.0), paper)
-    assert "4 cached views" in other and "the top backbone block fine-tuned" in other
-    assert "sum over in-batch negatives" in other and "dropout" not in other
-    assert "fresh crops" in scale_sentence(preset("cpu", finetune_blocks=-1), paper)
-    assert "fresh crops and flips in both stages" in scale_sentence(paper, paper)
-    assert "no mining" in stage2_sentence_of("paper-cuhk")
-
-
-def stage2_sentence_of(name: str) -> str:
-    from dualpath_book.analysis import stage2_sentence
-    from dualpath.config import preset
-    return stage2_sentence(preset(name))
-
-
-def test_stage1_sentence_says_what_the_images_are_and_how_long():
-    from dualpath_book.analysis import stage1_sentence
-    from dualpath.config import preset
-
-    book = stage1_sentence(preset("cpu"))
-    assert "cached for the whole image and its mirror, so the run sees no crops" in book
-    assert "5 epochs, each over every training caption once, in batches of 128, with Adam" in book
-    assert "cosine" in book
-    views = stage1_sentence(preset("cpu", train_views=4, epoch_unit="images", schedule="step", stage1_lr_steps=[3]))
-    assert "4 views of each image" in views and "every training image once" in views
-    assert "divided by 10 at epoch 3" in views
-    paper = stage1_sentence(preset("paper"))
-    assert "fresh random crop and flip" in paper and "240 epochs" in paper and "SGD" in paper
-
-
-def test_vocabulary_and_word_vector_sentences_follow_the_config():
-    from dualpath_book.analysis import vocabulary_sentence, word_vector_sentence
-    from dualpath.config import preset
-
-    book = vocabulary_sentence(preset("cpu"), 7000)
-    assert "lower-cased" in book and "every word of the training captions (7,000)" in book
-    official = vocabulary_sentence(preset("paper"), 20074)
-    assert "keep their case" in official and "20,074 training words that have a word vector" in official
-    assert "GloVe 6B" in word_vector_sentence(preset("cpu"), {"source": "glove50", "dim": 50})
-    assert "300-d word2vec vectors, as the paper does" in word_vector_sentence(preset("paper"), {"source": "word2vec", "dim": 300})
-    assert "random vectors" in word_vector_sentence(preset("cpu", word_vectors="random"), {"source": "random"})

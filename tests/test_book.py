@@ -5,6 +5,7 @@ what would make ``jupyter-book build . -W -n`` fail or show wrong numbers.
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
@@ -33,6 +34,13 @@ BOOK = REPO_ROOT / "book"
 
 def _texts(fig: Figure) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text)]
+
+
+def _png(fig: Figure) -> bytes:
+    """The figure as a notebook shows it (IPython's inline backend crops to the drawn content)."""
+    out = io.BytesIO()
+    fig.savefig(out, format="png", bbox_inches="tight")
+    return out.getvalue()
 
 
 def _bib_keys() -> set[str]:
@@ -123,6 +131,18 @@ def test_reference_tables_parse_with_exact_numbers():
     assert set(comp.protocol) == {"1k", "coco-1k", "coco-5k", "cuhk"}
 
 
+def test_reference_rows_of_a_dataset_and_the_flickr8k_ratio():
+    f8k = literature.reference_table("flickr8k")
+    assert "Fisher vectors GMM+HGLMM" in set(f8k.method)
+    f30k = literature.reference_table("flickr30k")
+    assert f30k.method.iloc[0] == "Dual-path (paper)" and set(f30k.dataset) == {"Flickr30k"}
+    ratios = literature.flickr8k_vs_flickr30k()
+    assert len(ratios) == 4 and "m-RNN" not in ratios.index   # AlexNet vs VGG: not a pair
+    assert (ratios.ratio > 0.5).all() and (ratios.ratio < 1).all()
+    with pytest.raises(ValueError):
+        literature.reference_table("nowhere")
+
+
 def test_reference_sources_are_bib_keys():
     keys = _bib_keys()
     for name in literature.available_reference_tables():
@@ -207,15 +227,23 @@ def test_results_table_puts_ours_under_the_references():
     assert many.method.tolist()[-2:] == ["a", "b"]
 
 
-def test_ablation_plot():
-    df = pd.DataFrame({"arm": ["paper"] * 3 + ["ranking only"] * 3, "seed": [0, 1, 2] * 2,
-                       "rsum": [300.0, 310.0, 305.0, 250.0, 260.0, 255.0]})
-    fig = ablations.ablation_plot(df, "arm", "rsum")
+def test_ablation_figures_name_every_arm_and_draw_every_seed():
+    from dualpath_book import ablation_report as ar
+
+    loss = ar.FAMILY["loss"]
+    table = pd.DataFrame([{"arm": arm, "seed": seed, "status": "done", "rsum": 100.0 + 10 * i + seed}
+                          for i, arm in enumerate(loss.arms) for seed in range(3)])
+    fig = ablations.family_plot(table, "loss")
     assert isinstance(fig, Figure)
-    labels = _texts(fig)
-    assert "305.0" in labels and "255.0" in labels
-    with pytest.raises(ValueError, match="column"):
-        ablations.ablation_plot(df, "missing", "rsum")
+    (ax,) = fig.axes
+    assert [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()] == list(loss.labels)   # wrapped, same words
+    assert ax.get_title() == loss.title and [t.get_text() for t in fig.legends[0].get_texts()] == ["0", "1", "2"]
+    # glued and shown, a figure is drawn twice: the page and the chapter's pages must get the same image
+    assert _png(fig) == _png(fig)
+    empty = ablations.family_plot(table.iloc[:0], loss).axes[0]
+    assert empty.get_title().endswith("(no finished runs yet)") and len(empty.get_yticklabels()) == len(loss.arms)
+    assert isinstance(ablations.budget_plot(table), Figure)
+    assert isinstance(ablations.length_plot(table.iloc[:0]), Figure)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from dualpath.config import preset
-from dualpath_book import analysis, page, pipeline
+from dualpath_book import page, pipeline, prose
 from dualpath_book.site import htmlcheck, mathjax, tryit
 from dualpath.errors import ConfigError
 from dualpath_book.layout import REPO_ROOT
@@ -329,7 +329,7 @@ def test_the_training_pages_describe_the_config_they_ran(smoke_book, tmp_path):
                      "--out", str(out), "--runs", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     smoke, other = preset("smoke"), preset("smoke", **overrides)
-    pages = {"02_stage1": analysis.stage1_sentence, "03_stage2": analysis.stage2_sentence}
+    pages = {"02_stage1": prose.stage1_sentence, "03_stage2": prose.stage2_sentence}
     for name, sentence in pages.items():
         default_page = _glued_markdown(root / "book" / "generated" / f"{name}.ipynb")
         other_page = _glued_markdown(out / f"{name}.ipynb")

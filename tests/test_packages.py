@@ -55,8 +55,8 @@ def test_the_method_imports_and_trains_without_the_book_packages():
 
 def test_the_book_machinery_lives_in_dualpath_book():
     # the modules that know about notebooks, sweeps, figures and the site are not in the method package
-    for name in ("pipeline", "page", "sweep/__init__", "literature", "analysis", "ablation", "ablation_report/__init__",
-                 "site/htmlcheck", "site/mathjax", "layout", "figures/architecture", "figures/curves"):
+    for name in ("pipeline", "page", "sweep/__init__", "literature", "analysis", "data_tables", "prose", "ablation",
+                 "ablation_report/__init__", "site/htmlcheck", "site/mathjax", "layout", "figures/architecture", "figures/curves"):
         assert (BOOK / f"{name}.py").is_file()
         assert not (METHOD / f"{name}.py").exists()
 
@@ -76,7 +76,7 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
                  "readme.py", "book_runs.py", "assets.py"):   # never run in a kernel
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
     assert pipeline.sources_digest() == before
-    for name in ("figures/curves.py", "literature.py"):   # each changes what a page shows
+    for name in ("figures/curves.py", "literature.py", "prose.py", "data_tables.py"):   # each changes what a page shows
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
         assert pipeline.sources_digest() != before
         before = pipeline.sources_digest()
@@ -92,3 +92,23 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
     assert pipeline.sources_digest() == before
     (tables / "published_flickr8k.csv").write_text((tables / "published_flickr8k.csv").read_text() + "\n")
     assert pipeline.sources_digest() != before
+
+
+def test_importing_the_book_machinery_reads_no_repository_file():
+    # the grids, tables and notebooks are read when first asked for (e.g. ablation_report.chapter()),
+    # never at import: a module that parsed them there would fail here
+    code = ("import builtins, importlib, io, pkgutil\n"
+            "import dualpath_book\n"
+            "from dualpath_book.layout import REPO_ROOT\n"
+            "watched = tuple(str(REPO_ROOT / name) for name in ('grids', 'book', 'notebooks'))\n"
+            "real_open = io.open\n"
+            "def guarded(file, *args, **kwargs):\n"
+            "    if str(file).startswith(watched):\n"
+            "        raise AssertionError(f'read at import: {file}')\n"
+            "    return real_open(file, *args, **kwargs)\n"
+            "builtins.open = io.open = guarded\n"
+            "for m in pkgutil.walk_packages(dualpath_book.__path__, 'dualpath_book.'):\n"
+            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

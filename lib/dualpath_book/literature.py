@@ -1,5 +1,6 @@
-"""The literature: reference tables of published numbers (``book/tables/*.csv``), the names the
-book gives datasets, backbones and word vectors, and a reproduction's row beside the published ones."""
+"""The literature: reference tables of published numbers (``book/tables/*.csv``) and the rows of a
+dataset and protocol among them (:func:`reference_table`, :func:`flickr8k_vs_flickr30k`), the names
+the book gives datasets, backbones and word vectors, and a reproduction's row beside the published ones."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ import pandas as pd
 
 from dualpath.config import Config
 from dualpath.evaluate import RECALL_KEYS, metric_keys
+from dualpath.io import atomic_path
 
 from .layout import TABLES_DIR
 
@@ -32,8 +34,6 @@ def word_vector_name(cfg: Config) -> str:
             "random" if cfg.word_vectors == "random" else "word2vec")
 
 
-
-
 def available_reference_tables() -> list[str]:
     """Names accepted by :func:`load_reference_table` (the CSV stems under book/tables/)."""
     return sorted(p.stem for p in TABLES_DIR.glob("*.csv"))
@@ -51,6 +51,49 @@ def load_reference_table(name: str) -> pd.DataFrame:
                                 f"available: {', '.join(available_reference_tables()) or 'none'}")
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
+
+#: Dataset keys of dualpath.data -> the ``dataset`` column of book/tables/paper_*.csv.
+TABLE_DATASETS = {"flickr30k": "Flickr30k", "coco": "MSCOCO", "cuhk_pedes": "CUHK-PEDES"}
+
+#: Methods of published_flickr8k.csv -> their row in paper_competitors.csv (Flickr30k, 1k), where
+#: both rows use the same CNN. m-RNN is left out: its Flickr8k row is AlexNet, its Flickr30k row VGG.
+FLICKR8K_ON_FLICKR30K = {
+    "DeViSE (re-run by Karpathy et al. 2014)": "DeViSE",
+    "DVSA (BRNN)": "DVSA (RCNN)",
+    "m-CNN (ensemble)": "m-CNN (ens.)",
+    "Fisher vectors GMM+HGLMM": "GMM+HGLMM FV",
+}
+
+
+def reference_table(dataset: str, protocol: str = "1k") -> pd.DataFrame:
+    """Published rows for a dataset and protocol: Flickr8k's own table, else the paper's rows
+    (as ``Dual-path (paper)``) followed by its competitors."""
+    if dataset == "flickr8k":
+        return load_reference_table("published_flickr8k")
+    name = TABLE_DATASETS.get(dataset)
+    if name is None:
+        raise ValueError(f"no published numbers for dataset {dataset!r}")
+    paper = load_reference_table("paper_results")
+    paper = paper[(paper.dataset == name) & (paper.protocol == protocol)].copy()
+    paper.insert(0, "method", "Dual-path (paper)")
+    comp = load_reference_table("paper_competitors")
+    comp = comp[(comp.dataset == name) & (comp.protocol == protocol)].copy()
+    return pd.concat([paper, comp], ignore_index=True)
+
+
+def flickr8k_vs_flickr30k() -> pd.DataFrame:
+    """R-sum of the methods published on both Flickr8k and Flickr30k (1k test images each)."""
+    f8k = load_reference_table("published_flickr8k").set_index("method")
+    f30k = load_reference_table("paper_competitors")
+    f30k = f30k[(f30k.dataset == "Flickr30k") & (f30k.protocol == "1k")].set_index("method")
+    rows = []
+    for m8, m30 in FLICKR8K_ON_FLICKR30K.items():
+        if m8 in f8k.index and m30 in f30k.index:
+            a, b = f8k.loc[m8, METRIC_COLUMNS].astype(float), f30k.loc[m30, METRIC_COLUMNS].astype(float)
+            if a.notna().all() and b.notna().all():
+                rows.append({"method": m8, "Flickr30k row": m30, "R-sum Flickr8k": round(a.sum(), 1),
+                             "R-sum Flickr30k": round(b.sum(), 1), "ratio": round(a.sum() / b.sum(), 3)})
+    return pd.DataFrame(rows).set_index("method")
 
 
 _ALIASES = {"image_to_text": "i2t", "text_to_image": "t2i", "sentence_retrieval": "i2t",
@@ -85,10 +128,6 @@ def _ours_frame(ours) -> pd.DataFrame:
 def run_results_table(cfg: Config, metrics: Mapping[str, Mapping], run_dir: Path) -> pd.DataFrame:
     """Our run's Stage I and Stage I + II rows beside the published ones of its dataset and protocol,
     also written to ``run_dir/results_<dataset>.csv`` (atomically) for anyone comparing runs."""
-    from dualpath.io import atomic_path
-
-    from .analysis import reference_table
-
     names = {"stage1": "Dual-path, Stage I (ours)", "stage2": "Dual-path, Stage I + II (ours)"}
     table = results_table({names[p]: metrics[p] for p in names if p in metrics},
                           reference_table(cfg.dataset, cfg.protocol),

@@ -87,8 +87,8 @@ def _digest_files(paths: Sequence[Path], root: Path) -> str:
 
 #: The modules of this package that run inside a notebook's kernel, so a page's output can depend
 #: on them; the pipeline's own runner, the sweep and the site checks cannot change a page.
-KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "literature.py", "figures",
-                  "ablation_report", "ablation.py")
+KERNEL_MODULES = ("__init__.py", "layout.py", "page.py", "analysis.py", "data_tables.py", "prose.py", "literature.py",
+                  "figures", "ablation_report", "ablation.py")
 
 
 #: Committed tables that only prose pages and the README include (csv-table, sync), never a kernel:

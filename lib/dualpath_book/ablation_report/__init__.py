@@ -1,7 +1,7 @@
 """The ablation chapter: what it compares (:mod:`.chapter`, from the grid files), the sweeps'
-committed results (:mod:`.results`), their statistics (:mod:`.stats`), tables (:mod:`.tables`),
-figures (:mod:`.plots`) and sentences (:mod:`.prose`). ``python -m dualpath_book.ablation_report``
-collects a sweep's per-query test ranks for it.
+committed results (:mod:`.results`), their statistics (:mod:`.stats`), tables (:mod:`.tables`)
+and sentences (:mod:`.prose`); its figures are :mod:`dualpath_book.figures.ablations`.
+``python -m dualpath_book.ablation_report`` collects a sweep's per-query test ranks for it.
 
 The chapter's comparisons are read from the grids when first asked for: ``FAMILIES``,
 ``SHORT_FAMILIES``, ``CENTRAL``, ``FAMILY`` (by key), ``BUDGET``, ``REFERENCE``, ``BUDGET_PRESET``
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from .chapter import CLAIMED_BY, Budget, Chapter, Family, chapter, epochs_of, load_budget, load_families
-from .plots import budget_plot, family_plot, length_plot
 from .prose import (REFERENCE_SHARE, budget_sentence, budget_verdict, epoch_share, phase_cost_sentence, phases_of,
                     reference_check, seed_spread_sentence, shared_stage1_sentence, short_reference_rsum, short_share,
                     verdict)

@@ -52,6 +52,14 @@ def _left(b):
     return (b[0] - b[2] / 2, b[1])
 
 
+# The drawing's layout, in axis units: the image row above the text row, the objective to the right.
+_Y_IMAGE, _Y_TEXT, _H = 35.0, 9.5, 11.0
+_Y_MID = (_Y_IMAGE + _Y_TEXT) / 2
+_X_TEXT = np.linspace(4, 92, 8)     # the text row's 8 boxes
+_X_IMAGE = np.linspace(4, 92, 5)    # the image row's 5, the last aligned with the text fc box
+_W_TEXT, _W_IMAGE = 11.2, 14.5
+
+
 def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_label: str | None = None,
                         title: str | None = None) -> Figure:
     """Block diagram of the dual-path network for a config, with the channel widths it implies.
@@ -59,89 +67,102 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
     ``n_classes`` defaults to the number of training images (CUHK-PEDES: identities) of
     ``cfg.dataset``'s standard split; ``dataset_label`` names the dataset in the classifier box.
     """
-    head_in, head_hidden, dim = image_head_widths(cfg)
-    stages = text_stage_shapes(cfg)
-    d = word_vector_dim(cfg)
-    L = cfg.max_len
-    n = n_classes if n_classes is not None else TRAIN_CLASSES.get(cfg.dataset)
-    n_text = f"{n:,}" if n is not None else "N"
-    data_name = dataset_label or DATASET_NAMES.get(cfg.dataset, cfg.dataset)
-    backbone = BACKBONE_NAMES.get(cfg.backbone, cfg.backbone)
-    spatial = cfg.backbone != "vgg19"
-    grid = math.ceil(cfg.image_size / 32)
-    tuned = ("frozen in both stages" if cfg.finetune_blocks == 0 else
-             "frozen in stage I; all blocks fine-tuned in stage II" if cfg.finetune_blocks == -1 else
-             f"frozen in stage I; top {cfg.finetune_blocks} blocks fine-tuned in stage II")
-    # cached views: 0 the image, 1 its mirror, 2.. random crops (train_views); pixels: crops each epoch
-    augment = ("flip, crop" if cfg.finetune_blocks == -1 or cfg.train_views > 2 else
-               "and its mirror" if cfg.train_views == 2 else "whole image")
-    words = word_vector_name(cfg)
-
     fig = Figure(figsize=(15.5, 5.2), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     ax.set_xlim(-4, 137)
     ax.set_ylim(0.5, 44)
     ax.set_axis_off()
+    t_boxes = _text_branch(ax, cfg)
+    i_boxes = _image_branch(ax, cfg)
+    for row in (t_boxes, i_boxes):
+        for a, b in zip(row, row[1:]):
+            _arrow(ax, _right(a), _left(b))
+    _backbone_note(ax, cfg)
+    _objective(ax, cfg, i_boxes[-1], t_boxes[-1], n_classes, dataset_label)
+    _row_labels(ax, cfg)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
 
-    y_img, y_txt, h = 35.0, 9.5, 11.0
-    y_mid = (y_img + y_txt) / 2
-    # --- text row: 8 boxes over x = 4..92
-    xs_t = np.linspace(4, 92, 8)
-    wt = 11.2
-    t_boxes = [
-        _box(ax, xs_t[0], y_txt, wt, h, f"caption\n≤ {L} words, one-hot\nposition shift", TEXT_COLOR),
-        _box(ax, xs_t[1], y_txt, wt, h, f"word embedding\n1×1 conv V→{d}\n{words} init, BN" +
+
+def _text_branch(ax, cfg: Config) -> list:
+    """The text row: caption, word embedding, the four stages, max pool and fc5_2 (8 boxes)."""
+    dim = image_head_widths(cfg)[2]
+    stages = text_stage_shapes(cfg)
+    y, h, w = _Y_TEXT, _H, _W_TEXT
+    boxes = [
+        _box(ax, _X_TEXT[0], y, w, h, f"caption\n≤ {cfg.max_len} words, one-hot\nposition shift", TEXT_COLOR),
+        _box(ax, _X_TEXT[1], y, w, h, f"word embedding\n1×1 conv V→{word_vector_dim(cfg)}\n"
+             f"{word_vector_name(cfg)} init, BN" +
              (f"\ndropout p = {cfg.text_input_dropout:g}" if cfg.text_input_dropout else ""), TEXT_COLOR),
     ]
     for i, s in enumerate(stages):
         stride = f"stride {s['stride']}, " if s["stride"] > 1 else ""
-        t_boxes.append(_box(ax, xs_t[2 + i], y_txt, wt, h,
-                            f"stage {i + 1}\n{s['blocks']} × bottleneck\n{stride}1×2 conv\n"
-                            f"{s['positions']} pos. × {s['out']} ch", TEXT_COLOR))
-    t_boxes.append(_box(ax, xs_t[6], y_txt, wt, h, f"max pool\nover positions\n{stages[-1]['out']}",
-                        TEXT_COLOR))
-    t_boxes.append(_box(ax, xs_t[7], y_txt, wt, h, f"fc5_2\n{stages[-1]['out']}→{dim}\nBN-ReLU-dropout\n"
-                        f"$f_{{txt}} \\in \\mathbb{{R}}^{{{dim}}}$", TEXT_COLOR))
-    # --- image row: 5 boxes, the last one aligned with the text fc box
-    xs_i = np.linspace(4, 92, 5)
-    wi = 14.5
-    pool = (f"{grid}×{grid}×{head_in} → avg pool" if spatial else f"fc6, fc7 → {head_in}")
-    i_boxes = [
-        _box(ax, xs_i[0], y_img, wi, h, f"image\n{cfg.image_size}×{cfg.image_size}×3\n{augment}",
-             IMAGE_COLOR),
-        _box(ax, xs_i[1], y_img, wi, h, f"{backbone}\nImageNet-pretrained\n{pool}", IMAGE_COLOR,
-             linestyle="--"),
-        _box(ax, xs_i[2], y_img, wi, h, (f"dropout p = {cfg.image_input_dropout:g}\n" if cfg.image_input_dropout
-                                         else "") + f"fc1\n{head_in}→{head_hidden}\nBN-ReLU", IMAGE_COLOR),
-        _box(ax, xs_i[3], y_img, wi, h, f"fc1_1\n{head_hidden}→{dim}\nBN-ReLU", IMAGE_COLOR),
-        _box(ax, xs_i[4], y_img, wt, h, f"dropout\np = {cfg.dropout:g}\n"
+        boxes.append(_box(ax, _X_TEXT[2 + i], y, w, h,
+                          f"stage {i + 1}\n{s['blocks']} × bottleneck\n{stride}1×2 conv\n"
+                          f"{s['positions']} pos. × {s['out']} ch", TEXT_COLOR))
+    boxes.append(_box(ax, _X_TEXT[6], y, w, h, f"max pool\nover positions\n{stages[-1]['out']}", TEXT_COLOR))
+    boxes.append(_box(ax, _X_TEXT[7], y, w, h, f"fc5_2\n{stages[-1]['out']}→{dim}\nBN-ReLU-dropout\n"
+                      f"$f_{{txt}} \\in \\mathbb{{R}}^{{{dim}}}$", TEXT_COLOR))
+    return boxes
+
+
+def _image_branch(ax, cfg: Config) -> list:
+    """The image row: image, backbone, fc1, fc1_1 and dropout (5 boxes)."""
+    head_in, head_hidden, dim = image_head_widths(cfg)
+    grid = math.ceil(cfg.image_size / 32)
+    pool = f"{grid}×{grid}×{head_in} → avg pool" if cfg.backbone != "vgg19" else f"fc6, fc7 → {head_in}"
+    # cached views: 0 the image, 1 its mirror, 2.. random crops (train_views); pixels: crops each epoch
+    augment = ("flip, crop" if cfg.finetune_blocks == -1 or cfg.train_views > 2 else
+               "and its mirror" if cfg.train_views == 2 else "whole image")
+    y, h, w = _Y_IMAGE, _H, _W_IMAGE
+    return [
+        _box(ax, _X_IMAGE[0], y, w, h, f"image\n{cfg.image_size}×{cfg.image_size}×3\n{augment}", IMAGE_COLOR),
+        _box(ax, _X_IMAGE[1], y, w, h, f"{BACKBONE_NAMES.get(cfg.backbone, cfg.backbone)}\nImageNet-pretrained\n"
+             f"{pool}", IMAGE_COLOR, linestyle="--"),
+        _box(ax, _X_IMAGE[2], y, w, h, (f"dropout p = {cfg.image_input_dropout:g}\n" if cfg.image_input_dropout
+                                        else "") + f"fc1\n{head_in}→{head_hidden}\nBN-ReLU", IMAGE_COLOR),
+        _box(ax, _X_IMAGE[3], y, w, h, f"fc1_1\n{head_hidden}→{dim}\nBN-ReLU", IMAGE_COLOR),
+        _box(ax, _X_IMAGE[4], y, _W_TEXT, h, f"dropout\np = {cfg.dropout:g}\n"
              f"$f_{{img}} \\in \\mathbb{{R}}^{{{dim}}}$", IMAGE_COLOR),
     ]
-    for row in (t_boxes, i_boxes):
-        for a, b in zip(row, row[1:]):
-            _arrow(ax, _right(a), _left(b))
-    ax.text(xs_i[1], y_img + h / 2 + 1.2, tuned,
+
+
+def _backbone_note(ax, cfg: Config) -> None:
+    """Above the backbone: which of its blocks train in which stage."""
+    tuned = ("frozen in both stages" if cfg.finetune_blocks == 0 else
+             "frozen in stage I; all blocks fine-tuned in stage II" if cfg.finetune_blocks == -1 else
+             f"frozen in stage I; top {cfg.finetune_blocks} blocks fine-tuned in stage II")
+    ax.text(_X_IMAGE[1], _Y_IMAGE + _H / 2 + 1.2, tuned,
             ha="center", va="bottom", fontsize=7, style="italic")
 
-    # --- shared classifier and losses
+
+def _objective(ax, cfg: Config, f_img, f_txt, n_classes: int | None, dataset_label: str | None) -> None:
+    """The shared classifier and the instance losses right of the two features, the ranking loss
+    between the rows, and what each stage trains."""
+    dim = image_head_widths(cfg)[2]
+    n = n_classes if n_classes is not None else TRAIN_CLASSES.get(cfg.dataset)
+    n_text = f"{n:,}" if n is not None else "N"
+    data_name = dataset_label or DATASET_NAMES.get(cfg.dataset, cfg.dataset)
     name = "W_share" if cfg.shared_classifier else "W_img, W_txt"
     bias = " + b" if cfg.classifier_bias else ""
     kind = f"{cfg.classifier_scale:g}·cos(f, w_c){bias}" if cfg.classifier_scale else f"{dim}→{n_text}{bias}"
+    y_mid = _Y_MID
     cls = _box(ax, 108, y_mid, 14, 12,
                f"{name}\n{kind}\n{n_text} classes, one per\n{data_name} train "
                f"{'identity' if cfg.dataset == 'cuhk_pedes' else 'image'}",
                SHARED_COLOR, alpha=0.25)
-    _arrow(ax, _right(i_boxes[-1]), (cls[0] - cls[2] / 2, y_mid + 3), rad=-0.15)
-    _arrow(ax, _right(t_boxes[-1]), (cls[0] - cls[2] / 2, y_mid - 3), rad=0.15)
-    l_img = _box(ax, 127, y_img, 13, 7, f"L_img (λ2: 1 | {cfg.lambda_img:g})\nsoftmax CE, class c", LOSS_COLOR)
-    l_txt = _box(ax, 127, y_txt, 13, 7, f"L_txt (λ3: 1 | {cfg.lambda_txt:g})\nsoftmax CE, class c", LOSS_COLOR)
+    _arrow(ax, _right(f_img), (cls[0] - cls[2] / 2, y_mid + 3), rad=-0.15)
+    _arrow(ax, _right(f_txt), (cls[0] - cls[2] / 2, y_mid - 3), rad=0.15)
+    l_img = _box(ax, 127, _Y_IMAGE, 13, 7, f"L_img (λ2: 1 | {cfg.lambda_img:g})\nsoftmax CE, class c", LOSS_COLOR)
+    l_txt = _box(ax, 127, _Y_TEXT, 13, 7, f"L_txt (λ3: 1 | {cfg.lambda_txt:g})\nsoftmax CE, class c", LOSS_COLOR)
     _arrow(ax, (cls[0] + cls[2] / 2, y_mid + 3), _left(l_img), rad=0.15)
     _arrow(ax, (cls[0] + cls[2] / 2, y_mid - 3), _left(l_txt), rad=-0.15)
     rank = _box(ax, 92, y_mid, 13, 8.5,
                 f"L_rank (λ1: 0 | {cfg.lambda_rank:g})\ncosine, margin α = {cfg.margin:g}\n"
                 f"negatives: {cfg.negatives}", LOSS_COLOR)
-    _arrow(ax, (xs_i[3], y_img - h / 2), (rank[0] - 2, y_mid + rank[3] / 2), ls="--", rad=0.1)
-    _arrow(ax, (xs_t[7] - 3, y_txt + h / 2), (rank[0] - 2, y_mid - rank[3] / 2), ls="--", rad=0.0)
+    _arrow(ax, (_X_IMAGE[3], _Y_IMAGE - _H / 2), (rank[0] - 2, y_mid + rank[3] / 2), ls="--", rad=0.1)
+    _arrow(ax, (_X_TEXT[7] - 3, _Y_TEXT + _H / 2), (rank[0] - 2, y_mid - rank[3] / 2), ls="--", rad=0.0)
     features = {"act": "post-ReLU", "feat": "pre-ReLU"}[cfg.rank_features]
     ax.text(60, y_mid + 1.5, f"stage II only: L2-normalised {features} features (before dropout)",
             ha="center", va="center", fontsize=7, style="italic", color="#444444")
@@ -149,13 +170,13 @@ def architecture_figure(cfg: Config, *, n_classes: int | None = None, dataset_la
             f"stage I: λ2·L_img + λ3·L_txt ({cfg.stage1_epochs} epochs)   ·   stage II: "
             f"λ1·L_rank + λ2·L_img + λ3·L_txt ({cfg.stage2_epochs} epochs)   ·   λ: stage I | stage II",
             ha="center", va="center", fontsize=7, color="#444444")
-    ax.text(-3.5, y_img + h / 2 + 1.2, "image branch", fontsize=9, fontweight="bold", color=IMAGE_COLOR,
+
+
+def _row_labels(ax, cfg: Config) -> None:
+    ax.text(-3.5, _Y_IMAGE + _H / 2 + 1.2, "image branch", fontsize=9, fontweight="bold", color=IMAGE_COLOR,
             va="bottom")
-    ax.text(-3.5, y_txt - h / 2 - 1.0, f"text branch (width ×{cfg.text_width:g}, L = {L})", fontsize=9,
+    ax.text(-3.5, _Y_TEXT - _H / 2 - 1.0, f"text branch (width ×{cfg.text_width:g}, L = {cfg.max_len})", fontsize=9,
             fontweight="bold", color=TEXT_COLOR, va="top")
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
 
 
 def write_architecture_figures(out_dir: str | os.PathLike) -> list[Path]:

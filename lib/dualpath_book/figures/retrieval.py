@@ -24,8 +24,23 @@ def retrieval_grid(queries, results, correct, *, mode: str | None = None, titles
     A single query may be passed as is (``results`` and ``correct`` then flat lists); ``mode``
     defaults to ``i2t`` when the query looks like an image and ``t2i`` otherwise.
     """
-    single = isinstance(queries, str) or is_image_like(queries)
-    if single:
+    queries, results, correct = _query_rows(queries, results, correct)
+    if mode is None:
+        mode = "i2t" if is_image_like(queries[0]) and not isinstance(results[0][0], np.ndarray) \
+            and not is_image_like(results[0][0]) else "t2i"
+    if mode not in ("t2i", "i2t"):
+        raise ValueError(f"mode must be 't2i' or 'i2t', got {mode!r}")
+    titles = list(titles) if titles is not None else [None] * len(queries)
+    with theme("white"):
+        if mode == "t2i":
+            return _caption_to_images(queries, results, correct, titles, thumb)
+        return _image_to_captions(queries, results, correct, titles, wrap, thumb)
+
+
+def _query_rows(queries, results, correct) -> tuple[list, list[list], list[list]]:
+    """Queries, results and correctness as lists of rows (a single query becomes one row), checked
+    to match in length."""
+    if isinstance(queries, str) or is_image_like(queries):
         queries, results, correct = [queries], [list(results)], [list(correct)]
     queries, results, correct = list(queries), [list(r) for r in results], [list(c) for c in correct]
     if not (len(queries) == len(results) == len(correct)):
@@ -33,52 +48,52 @@ def retrieval_grid(queries, results, correct, *, mode: str | None = None, titles
     for r, c in zip(results, correct):
         if len(r) != len(c):
             raise ValueError(f"a query has {len(r)} results but {len(c)} correctness flags")
-    if mode is None:
-        mode = "i2t" if is_image_like(queries[0]) and not isinstance(results[0][0], np.ndarray) \
-            and not is_image_like(results[0][0]) else "t2i"
-    if mode not in ("t2i", "i2t"):
-        raise ValueError(f"mode must be 't2i' or 'i2t', got {mode!r}")
-    titles = list(titles) if titles is not None else [None] * len(queries)
-    rows = len(queries)
+    return queries, results, correct
 
-    with theme("white"):
-        if mode == "t2i":
-            k = max(len(r) for r in results)
-            fig = Figure(figsize=(thumb * (k + 1.6), thumb * rows * 1.05), dpi=100, layout="constrained")
-            axes = fig.subplots(rows, k + 1, squeeze=False,
-                                gridspec_kw={"width_ratios": [1.6] + [1] * k})
-            for i, (q, res, ok) in enumerate(zip(queries, results, correct)):
-                qa = axes[i][0]
-                qa.set_axis_off()
-                qa.text(0.0, 0.5, textwrap.fill(str(q), 26), ha="left", va="center", fontsize=8,
-                        transform=qa.transAxes)
-                if titles[i]:
-                    qa.set_title(titles[i], fontsize=8, loc="left")
-                for j in range(k):
-                    ax = axes[i][j + 1]
-                    if j >= len(res):
-                        ax.set_axis_off()
-                        continue
-                    ax.imshow(image_array(res[j]))
-                    border(ax, CORRECT_COLOR if ok[j] else WRONG_COLOR)
-                    if i == 0:
-                        ax.set_title(f"rank {j + 1}", fontsize=8)
-        else:
-            fig = Figure(figsize=(thumb * 5.5, thumb * 1.15 * rows), dpi=100, layout="constrained")
-            axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [1, 3.2]})
-            for i, (q, res, ok) in enumerate(zip(queries, results, correct)):
-                ia, ta = axes[i]
-                ia.imshow(image_array(q))
-                border(ia, "#555555", 1.0)
-                if titles[i]:
-                    ia.set_title(titles[i], fontsize=8)
-                ta.set_axis_off()
-                n = len(res)
-                for j, (cap, good) in enumerate(zip(res, ok)):
-                    text = textwrap.shorten(str(cap), wrap * 2, placeholder=" …")
-                    ta.text(0.0, 1 - (j + 0.5) / max(n, 1), f"{j + 1}. {text}", fontsize=8, va="center",
-                            ha="left", color=CORRECT_COLOR if good else WRONG_COLOR,
-                            transform=ta.transAxes)
+
+def _caption_to_images(queries, results, correct, titles, thumb: float) -> Figure:
+    """t2i: per row the caption, then its ranked images with a green or red border."""
+    rows, k = len(queries), max(len(r) for r in results)
+    fig = Figure(figsize=(thumb * (k + 1.6), thumb * rows * 1.05), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, k + 1, squeeze=False,
+                        gridspec_kw={"width_ratios": [1.6] + [1] * k})
+    for i, (q, res, ok) in enumerate(zip(queries, results, correct)):
+        qa = axes[i][0]
+        qa.set_axis_off()
+        qa.text(0.0, 0.5, textwrap.fill(str(q), 26), ha="left", va="center", fontsize=8,
+                transform=qa.transAxes)
+        if titles[i]:
+            qa.set_title(titles[i], fontsize=8, loc="left")
+        for j in range(k):
+            ax = axes[i][j + 1]
+            if j >= len(res):
+                ax.set_axis_off()
+                continue
+            ax.imshow(image_array(res[j]))
+            border(ax, CORRECT_COLOR if ok[j] else WRONG_COLOR)
+            if i == 0:
+                ax.set_title(f"rank {j + 1}", fontsize=8)
+    return fig
+
+
+def _image_to_captions(queries, results, correct, titles, wrap: int, thumb: float) -> Figure:
+    """i2t: per row the image, then its ranked captions, numbered, in green or red."""
+    rows = len(queries)
+    fig = Figure(figsize=(thumb * 5.5, thumb * 1.15 * rows), dpi=100, layout="constrained")
+    axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": [1, 3.2]})
+    for i, (q, res, ok) in enumerate(zip(queries, results, correct)):
+        ia, ta = axes[i]
+        ia.imshow(image_array(q))
+        border(ia, "#555555", 1.0)
+        if titles[i]:
+            ia.set_title(titles[i], fontsize=8)
+        ta.set_axis_off()
+        n = len(res)
+        for j, (cap, good) in enumerate(zip(res, ok)):
+            text = textwrap.shorten(str(cap), wrap * 2, placeholder=" …")
+            ta.text(0.0, 1 - (j + 0.5) / max(n, 1), f"{j + 1}. {text}", fontsize=8, va="center",
+                    ha="left", color=CORRECT_COLOR if good else WRONG_COLOR,
+                    transform=ta.transAxes)
     return fig
 
 
