@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,10 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "PACKAGE_DIR", book)
     before = pipeline.sources_digest()
     for name in ("site/htmlcheck.py", "site/mathjax.py", "sweep/execution.py", "pipeline.py", "notebook_run.py", "sync.py",
-                 "readme.py", "book_runs.py", "assets.py"):   # never run in a kernel
+                 "readme.py", "assets.py"):   # never run in a kernel
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
     assert pipeline.sources_digest() == before
-    for name in ("figures/curves.py", "literature.py", "prose.py", "data_tables.py"):   # each changes what a page shows
+    for name in ("figures/curves.py", "literature.py", "prose.py", "data_tables.py", "book_runs.py"):   # each changes what a page shows
         (book / name).write_text((book / name).read_text() + "\n# edited\n")
         assert pipeline.sources_digest() != before
         before = pipeline.sources_digest()
@@ -92,6 +93,20 @@ def test_the_page_cache_key_follows_what_pages_depend_on(tmp_path, monkeypatch):
     assert pipeline.sources_digest() == before
     (tables / "published_flickr8k.csv").write_text((tables / "published_flickr8k.csv").read_text() + "\n")
     assert pipeline.sources_digest() != before
+
+
+def test_no_kernel_side_module_reads_a_table_left_out_of_the_page_key():
+    """A prose-only table is out of the page cache key, so a page whose code read it would go stale."""
+    from dualpath_book import pipeline
+
+    kernel = {p: p.read_text() for name in pipeline.KERNEL_MODULES
+              for p in ((BOOK / name).rglob("*.py") if (BOOK / name).is_dir() else [BOOK / name])}
+    for notebook in pipeline.NOTEBOOKS_DIR.glob("*.ipynb"):
+        cells = json.loads(notebook.read_text())["cells"]
+        kernel[notebook] = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for path, text in kernel.items():
+        for table in pipeline.PROSE_TABLES:   # by file name or by stem (load_reference_table("baselines"))
+            assert Path(table).stem not in text, f"{path.name} reads {table}, which the page key leaves out"
 
 
 def test_importing_the_book_machinery_reads_no_repository_file():
