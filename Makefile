@@ -11,7 +11,7 @@ export MALLOC_TRIM_THRESHOLD_ = 2147483648
 export MALLOC_TOP_PAD_ = 268435456
 export DUALPATH_PROGRESS = 0
 
-.PHONY: venv train book book-smoke test pipeline html check-html clean-book ablations ablations-tables ablations-smoke central seeds sync
+.PHONY: venv train book book-smoke test test-method pipeline html check-html clean-book ablations ablations-tables ablations-smoke central seeds sync
 
 venv:                        ## create the environment (once per requirements.txt) and install this clone
 	@bash scripts/venv.sh > /dev/null
@@ -46,9 +46,12 @@ book-smoke: venv             ## the same book from the mini split, in minutes
 	$(PY) -m dualpath_book.site.tryit . > /dev/null
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test: venv                   ## the test suite (CI runs this)
+test: venv                   ## the test suite, both packages' tests (CI runs this)
 	@bash scripts/browser.sh
 	$(PY) -m pytest -q -ra
+
+test-method: venv            ## the method's tests alone (tests/method): no browser, papermill or book build
+	$(PY) -m pytest -q -ra tests/method
 
 ablations: central          ## the ablation sweep at 5 + 8 of the book's 5 + 15 epochs (grids/ablations.yaml, estimated 11 hours on 2 cores, resumable) -> book/tables/ablations*
 	$(PY) -m dualpath_book.sweep grids/ablations.yaml --out runs/sweeps --jobs $(SWEEP_JOBS) --restore book/tables $(SWEEP_ARGS)

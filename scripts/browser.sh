@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make headless Chromium available for the book's browser check (tests/test_htmlcheck.py,
+# Make headless Chromium available for the book's browser check (tests/book/test_htmlcheck.py,
 # `make check-html`): Debian's chromium + chromium-driver, installed when missing and this
 # machine can (root, or password-less sudo, with apt-get). Otherwise it says so and the browser
 # tests skip, unless DUALPATH_REQUIRE_BROWSER=1 (CI) makes them fail.

@@ -12,7 +12,7 @@ Two layers:
 The ranking is a kernel: it counts, for every positive of every query, the negatives scoring at
 least as high, in one streamed matrix product for both directions. Its definition is
 ``dualpath.evaluate_reference``: one sort per query under the rules below, short enough to read.
-The kernel must equal it (per-query ranks and AP; ``tests/test_evaluate.py``,
+The kernel must equal it (per-query ranks and AP; ``tests/method/test_evaluate.py``,
 ``benchmarks/bench_evaluate.py``).
 
 Positives. Image ``i`` and caption ``t`` match when ``t`` describes ``i``

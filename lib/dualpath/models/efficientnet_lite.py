@@ -19,7 +19,7 @@ with the same parameters and module tree (identical state_dict keys):
     buffer.  The BatchNorm modules, their parameters and training behaviour are untouched.
 
 Pooled features match the package's model to ~1e-5 at any input size; benchmarks/bench_features.py
-measures the speed, tests/test_backbone_speed_equivalence.py checks the equivalence.
+measures the speed, tests/method/test_backbone_speed_equivalence.py checks the equivalence.
 """
 from __future__ import annotations
 

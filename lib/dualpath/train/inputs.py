@@ -355,20 +355,3 @@ def embed_split(model, source: ImageSource, split: Split, max_len: int,
     model.eval()
     txt = text_embeddings(model.text_cnn, split.caption_ids, max_len, shift)
     return source.embed(model, split), txt
-
-
-def synthetic_split(n_images: int, captions_per_image: int = 5, *, n_views: int = 2, dim: int = 64,
-                    vocab_size: int = 100, max_len: int = 32, labels=None, seed: int = 0) -> Split:
-    """A train split of random pooled features and random captions (tests and benchmarks)."""
-    import numpy as np
-
-    g = torch.Generator().manual_seed(seed)
-    n_caps = n_images * captions_per_image
-    caption_image = np.repeat(np.arange(n_images), captions_per_image)
-    lengths = torch.randint(4, max_len + 8, (n_caps,), generator=g).tolist()
-    ids = [torch.randint(1, vocab_size, (k,), generator=g).tolist() for k in lengths]
-    corpus = Corpus("synthetic", ".", [f"{i}.jpg" for i in range(n_images)], ["a caption"] * n_caps,
-                    caption_image, np.arange(n_images) if labels is None else np.asarray(labels),
-                    {"train": np.arange(n_images)})
-    feats = Features(torch.randn(n_views, n_images, dim, generator=g), None, Path("synthetic"))
-    return Split.build(corpus, ids, feats, max_len)

@@ -222,7 +222,7 @@ class WebDriver:
         png = self.call("GET", f"/session/{self.session}/screenshot")
         path.write_bytes(base64.b64decode(png))
 
-    # what a test that uses a page needs besides visiting it (tests/test_tryit.py)
+    # what a test that uses a page needs besides visiting it (tests/book/test_tryit.py)
     def open(self, url: str) -> None:
         self.call("POST", f"/session/{self.session}/url", {"url": url})
 

@@ -1,5 +1,5 @@
 /* Caption -> word ids, by the rules `python -m dualpath.export` writes to tokenizer.json: the same ids
- * as dualpath.data.text (Vocabulary.encode, truncated and zero-padded). tests/test_tryit.py feeds every
+ * as dualpath.data.text (Vocabulary.encode, truncated and zero-padded). tests/book/test_tryit.py feeds every
  * Flickr8k test caption through both. An ES module: the page imports it, and Node in that test. */
 
 // Every split character as a \u{...} escape: a literal "-", "]" or "\" would mean something else

@@ -18,7 +18,7 @@ import pytest
 from dualpath.config import PRESETS, preset
 from dualpath_book import readme, sync
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted(p for p in (ROOT / "book").rglob("*.md") if "generated" not in p.parts) + [ROOT / "README.md"]
 
 # Constants the prose may state, each with why it is not a result of our runs.

@@ -10,7 +10,7 @@ import pytest
 from dualpath.config import PRESET_NOTES, PRESETS, describe_preset, preset
 from dualpath.train import phases_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # SPEC 1.1 dropout, 1.3 classifier bias, 1.2 L, 2 loss weights, 3.2 schedules, 3.3 negatives, 4 splits
 OFFICIAL = {

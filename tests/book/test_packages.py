@@ -41,6 +41,14 @@ def test_the_method_imports_nothing_of_the_book():
         assert not named, f"{path.relative_to(METHOD.parent)} names the repository layout: {named}"
 
 
+def test_the_methods_tests_import_nothing_of_the_book():
+    """``make test-method`` runs tests/method without the book's set-up: its tests must not need it."""
+    tests = Path(__file__).resolve().parents[1]
+    for path in sorted((tests / "method").rglob("*.py")) + sorted(tests.glob("*.py")):
+        bad = _imports(path) & BOOK_ONLY
+        assert not bad, f"{path.relative_to(tests.parent)} imports {sorted(bad)}"
+
+
 def test_the_method_imports_and_trains_without_the_book_packages():
     # every book-only package made unimportable: importing the whole method still works
     blocked = sorted(BOOK_ONLY)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from dualpath_book.site import htmlcheck, mathjax
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def browser_available() -> bool:

@@ -1,5 +1,5 @@
 """Runs that depend on other runs in a sweep: ``"@<arm>"`` parameters and ``same_as`` arms
-(tests/fixtures/sweep_notebook.ipynb: its ``source`` parameter adds another run's score to its own)."""
+(tests/book/fixtures/sweep_notebook.ipynb: its ``source`` parameter adds another run's score to its own)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Tests of dualpath_book.sweep on a tiny notebook (tests/fixtures/sweep_notebook.ipynb).
+"""Tests of dualpath_book.sweep on a tiny notebook (tests/book/fixtures/sweep_notebook.ipynb).
 
 Each executed notebook costs a kernel start (~2-3 s), so the sweeps here are small
 and one sweep (module fixture) serves several tests.
@@ -21,7 +21,7 @@ from dualpath.errors import ConfigError, DualPathError
 from dualpath_book.sweep import DONE, FAILED, STARTED, aggregate, load_grid, main, plan_runs, run_status, run_sweep, summarise
 
 NOTEBOOK = Path(__file__).parent / "fixtures" / "sweep_notebook.ipynb"
-LIB = Path(__file__).resolve().parents[1] / "lib"
+LIB = Path(__file__).resolve().parents[2] / "lib"
 
 
 def write_grid(folder: Path, arms: list[dict], **top) -> Path:

@@ -23,7 +23,7 @@ from dualpath_book.sweep import DONE, FAILED, STARTED, record_from_row, run_swee
 from dualpath_book.sweep.cli import parse_resources
 from test_sweep import write_grid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "grids" / "smoke.yaml"
 THREADS = str(max(1, len(os.sched_getaffinity(0)) // 2))   # what the local cluster of --jobs 2 gives a run
 

@@ -20,7 +20,7 @@ from dualpath.errors import ConfigError, DataError
 from dualpath_book.sweep import DONE, load_grid
 from dualpath.train import RECIPES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRIDS = ROOT / "grids"
 
 
