@@ -9,37 +9,23 @@ import pytest
 from dualpath.data import load_coco, load_corpus, load_cuhk_pedes, load_flickr8k, load_karpathy
 from dualpath.data.text import Vocabulary, tokenize
 from dualpath.errors import DataError
-from dualpath.paths import find_data_root
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    try:
-        return find_data_root()
-    except DataError as e:
-        pytest.skip(f"real data not available: {e}")
-
-
-@pytest.fixture(scope="module")
-def flickr(data_root):
-    return load_corpus("flickr8k", data_root)
 
 
 # ---------------------------------------------------------------------- real Flickr8k
-def test_flickr8k_sizes_and_splits(flickr):
-    assert (flickr.n_images, flickr.n_captions, flickr.n_classes) == (8091, 40455, 8091)
-    sizes = {k: len(v) for k, v in flickr.splits.items()}
+def test_flickr8k_sizes_and_splits(flickr8k):
+    assert (flickr8k.n_images, flickr8k.n_captions, flickr8k.n_classes) == (8091, 40455, 8091)
+    sizes = {k: len(v) for k, v in flickr8k.splits.items()}
     assert sizes == {"train": 6000, "val": 1000, "test": 1000,
                      "mini_train": 200, "mini_val": 50, "mini_test": 100}
-    assert flickr.image_label.tolist() == list(range(8091))
-    assert all(len(flickr.captions_of(i)) == 5 for i in range(0, 8091, 97))
-    assert flickr.image_path(0).is_file()
+    assert flickr8k.image_label.tolist() == list(range(8091))
+    assert all(len(flickr8k.captions_of(i)) == 5 for i in range(0, 8091, 97))
+    assert flickr8k.image_path(0).is_file()
 
 
-def test_flickr8k_splits_are_disjoint_and_mini_is_a_prefix(flickr):
-    train, val, test = (set(flickr.splits[s].tolist()) for s in ("train", "val", "test"))
+def test_flickr8k_splits_are_disjoint_and_mini_is_a_prefix(flickr8k):
+    train, val, test = (set(flickr8k.splits[s].tolist()) for s in ("train", "val", "test"))
     assert not (train & val or train & test or val & test)
-    assert flickr.splits["mini_train"].tolist() == flickr.splits["train"][:200].tolist()
+    assert flickr8k.splits["mini_train"].tolist() == flickr8k.splits["train"][:200].tolist()
 
 
 def test_flickr8k_select_test_split(data_root):
@@ -47,8 +33,8 @@ def test_flickr8k_select_test_split(data_root):
     assert (test.n_images, test.n_captions, test.n_classes) == (1000, 5000, 1000)
 
 
-def test_vocabulary_comes_from_train_captions_only(flickr):
-    train, test = flickr.select("train"), flickr.select("test")
+def test_vocabulary_comes_from_train_captions_only(flickr8k):
+    train, test = flickr8k.select("train"), flickr8k.select("test")
     vocab = Vocabulary.build(train.captions)
     # 'milkshake' occurs in 5 test captions and in no train caption
     assert any("milkshake" in tokenize(c) for c in test.captions)
@@ -62,14 +48,14 @@ def test_vocabulary_comes_from_train_captions_only(flickr):
     assert 0.95 < stats["token_coverage"] < 1.0
 
 
-def test_original_layout_gives_the_same_captions_and_splits(flickr, data_root):
+def test_original_layout_gives_the_same_captions_and_splits(flickr8k, data_root):
     folder = data_root / "flickr8k_224"
     original = load_flickr8k(folder / "original_text", images=folder / "images")
     assert original.n_images == 8091 and original.n_captions == 40455
-    assert sorted(zip(original.images, original.captions)) == sorted(zip(flickr.images, flickr.captions))
+    assert sorted(zip(original.images, original.captions)) == sorted(zip(flickr8k.images, flickr8k.captions))
     for split in ("train", "val", "test"):
         assert [original.images[i] for i in original.splits[split]] == \
-               [flickr.images[i] for i in flickr.splits[split]]
+               [flickr8k.images[i] for i in flickr8k.splits[split]]
     assert "2258277193_586949ec62.jpg.1" not in original.images
 
 

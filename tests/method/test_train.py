@@ -158,9 +158,9 @@ def test_torchrun_two_gloo_processes(tmp_path: Path):
     assert all(0 <= m["final"][k] <= 100 for k in ("i2t_r10", "t2i_r10"))
 
 
-def test_checkpoint_encodes_identically_in_a_fresh_process(reference_run: Path, tmp_path: Path):
+def test_checkpoint_encodes_identically_in_a_fresh_process(reference_run: Path, tmp_path: Path, flickr8k):
     ckpt = reference_run / "best_stage2.pt"
-    corpus = dualpath.data.load_corpus("flickr8k").select("mini_test")
+    corpus = flickr8k.select("mini_test")
     images = [str(corpus.image_path(i)) for i in range(3)]
     texts = corpus.captions[:4]
     enc = dualpath.load_checkpoint(ckpt)
