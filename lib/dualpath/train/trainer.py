@@ -133,13 +133,18 @@ class Trainer:
         self.log(summary_line(row))
         improved = val["rsum"] > active.best
         active.best = max(active.best, val["rsum"])
-        payload = self._payload(opt, gen, pi, epoch + 1, active.best)
+        self._save(active, epoch + 1, improved)
+
+    def _save(self, active: ActivePhase, epochs: int, improved: bool) -> None:
+        """After ``epochs`` epochs of the active phase: ``last.pt``, ``best_<phase>.pt`` when
+        validation improved, ``end_<phase>.pt`` when the phase ends, and the log."""
+        payload = self._payload(active.opt, active.gen, active.index, epochs, active.best)
         if self.rank == 0:
             if improved:
-                self.dir.save(f"best_{phase.name}.pt", payload)
+                self.dir.save(f"best_{active.phase.name}.pt", payload)
             self.dir.save("last.pt", payload)
-            if epoch + 1 == phase.epochs and pi + 1 < len(self.phases):
-                self.dir.keep_phase_end(phase.name, payload)
+            if epochs == active.phase.epochs and active.index + 1 < len(self.phases):
+                self.dir.keep_phase_end(active.phase.name, payload)
             self.dir.write_log(self.rows)
         barrier(self.world)
 
