@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dualpath import export as exporter
-from dualpath.train.rundir import open_run
+from dualpath.train import open_run
 
 
 def main(argv=None) -> int:

@@ -93,7 +93,7 @@ def step_rate(source_of, split, cfg, n_vocab: int, device, steps: int) -> float:
         model.backbone.to(memory_format=torch.channels_last)
     if cfg.compile:
         model.backbone.compile()
-    phase = phases_of(cfg, "paper")[1]
+    phase = phases_of(cfg)[1]
     source = source_of(model)
     source.configure(model.backbone)
     opt = make_optimizer(cfg, model, phase.lr)

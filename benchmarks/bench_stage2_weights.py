@@ -38,7 +38,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, weights in WEIGHTS.items():
             cfg = preset(args.preset, **base, **weights)
-            rate, flop = step_rate(cfg, split, phases_of(cfg, "paper")[1], args.steps)
+            rate, flop = step_rate(cfg, split, phases_of(cfg)[1], args.steps)
             rates[name].append(rate)
             flops[name] = flop
     cfg = preset(args.preset, **base)

@@ -41,7 +41,7 @@ def worker(images: int, stage: int) -> None:
 
     cfg = preset("cpu", word_vectors="random", embed_dim=EMBED, progress=False, device="cpu")
     split = synthetic_split(images, 5, n_views=2, dim=POOLED, vocab_size=VOCAB, max_len=cfg.max_len)
-    phase = phases_of(cfg, "paper")[stage]
+    phase = phases_of(cfg)[stage]
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB, CLASSES, backbone=Backbone("pooled", torch.nn.Identity(), [], POOLED),
                         embed_dim=EMBED)

@@ -152,7 +152,7 @@ def scaling_table(args) -> None:
                 for name in precisions:
                     cfg = base.replace(text_blocks=[int(b) for b in depth.split(",")], text_width=width,
                                        amp_cpu=name == "bfloat16")
-                    phase = phases_of(cfg, "paper")[stage]
+                    phase = phases_of(cfg)[stage]
                     rate, flop = step_rate(cfg, split, phase, args.steps)
                     rates[name] = rate
                     gflops = rate * flop / 1e9
@@ -185,7 +185,7 @@ def against_old(args) -> None:
     for stage in (0, 1):
         rates = {}
         for name, cfg in variants.items():
-            phase = phases_of(cfg, "paper")[stage]
+            phase = phases_of(cfg)[stage]
             rates[name] = time_old(old, cfg, split, phase) if name == "old" else time_new(cfg, split, phase)
             print(f"{name:9s}{phase.name:7s}{rates[name]:11.0f}{rates[name] / rates['old']:8.2f}x", flush=True)
     print("ratios: new / old samples per second, same inputs, same process")

@@ -28,7 +28,7 @@ from dualpath.train import phases_of, prepare
 from dualpath.train.inputs import embed_split, image_source
 from dualpath.train.optim import lr_at, make_optimizer, set_lr
 from dualpath.train.__main__ import parse_set
-from dualpath.train.rundir import new_model
+from dualpath.train import new_model
 from dualpath.train.step import EpochPlan, Forward, train_step
 
 
@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     torch.manual_seed(cfg.seed)
     data = prepare(cfg, log=lambda *a: None)
     model = new_model(data, cfg)
-    phase = phases_of(cfg, "paper")[0]
+    phase = phases_of(cfg)[0]
     split = data.splits["train"]
     source = image_source(0, cfg, model.backbone, torch.device("cpu"))
     source.configure(model.backbone)

@@ -48,8 +48,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
 
 
 def config_of(ckpt: dict, path: str | Path = "checkpoint") -> Config:
+    """The config a checkpoint was saved under. One saved before the recipe was a config key
+    keeps it beside the config (``ckpt['recipe']``)."""
     try:
-        return Config.from_dict(ckpt["config"], source=str(path))
+        return Config.from_dict({"recipe": ckpt.get("recipe", "paper"), **ckpt["config"]}, source=str(path))
     except ConfigError as e:
         raise CheckpointError(f"{path}: stored config is not valid for this version ({e})") from None
 

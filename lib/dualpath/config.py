@@ -11,7 +11,9 @@ import difflib
 import hashlib
 import json
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .errors import ConfigError
 
@@ -27,6 +29,8 @@ NEGATIVE_MODES = (*PAIRED_NEGATIVES, *IN_BATCH_NEGATIVES)
 TRAIN_IMAGES = ("cached", "pixels")
 SHIFT_POLICIES = ("random", "left", "center")
 TEST_SHIFT_POLICIES = ("all", "left", "center")
+#: The recipes: which phases a run trains, with which losses (train/recipes.py defines each).
+RECIPE_NAMES = ("paper", "instance", "ranking", "joint", "both")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step", "cosine")
 EPOCH_UNITS = ("images", "captions")
@@ -40,7 +44,7 @@ LATER_KEYS = {"optimizer": "sgd", "schedule": "step", "warmup_epochs": 0.0, "gra
               "train_images": "cached", "vocab_needs_vector": False,
               "loader_workers": 0, "channels_last": False, "compile": False,
               "text_zero_init": False, "text_pool": "all", "amp_cpu": False,
-              "paired_rows": "half"}
+              "paired_rows": "half", "recipe": "paper"}
 
 
 @dataclass
@@ -92,6 +96,8 @@ class Config:
     warmup_epochs: float = 0.0        # linear warm-up over this many epochs of steps, in each phase
     grad_clip: float = 0.0            # clip the total gradient norm to this; 0 = off
     epoch_unit: str = "images"        # 'images': one random caption per train image | 'captions': each once
+    # --- the phases -----------------------------------------------------------------------
+    recipe: str = "paper"             # 'paper': Stage I then Stage II | 'instance' | 'ranking' | 'joint' | 'both' (train/recipes.py)
     # --- stage I: instance loss only, backbone frozen -------------------------------------------
     stage1_epochs: int = 40
     stage1_lr_steps: list[int] = field(default_factory=list)   # epochs at which lr drops 10x
@@ -130,6 +136,7 @@ class Config:
 
     def validate(self) -> None:
         checks = [
+            (self.recipe in RECIPE_NAMES, "recipe", f"one of {RECIPE_NAMES}"),
             (self.negatives in NEGATIVE_MODES, "negatives", f"one of {NEGATIVE_MODES}"),
             (self.paired_rows in PAIRED_ROWS, "paired_rows", f"one of {PAIRED_ROWS}"),
             (self.rank_features in ("act", "feat"), "rank_features", "'act' (post-ReLU) or 'feat' (pre-ReLU)"),
@@ -368,8 +375,12 @@ def default_protocol(dataset: str) -> str:
     return "cuhk" if dataset == "cuhk_pedes" else "1k"
 
 
-def resolve_preset(name: str) -> str:
-    """``'auto'``: ``'gpu'`` where CUDA is present, else ``'cpu'``; any other name as it is."""
+def resolve_preset(name: str, *, smoke: bool = False) -> str:
+    """The preset a name stands for: ``'smoke'`` with the smoke switch on (the mini splits, in
+    seconds: how tests and smoke runs of the pages and the arms run); ``'auto'``: ``'gpu'`` where
+    CUDA is present, else ``'cpu'``; any other name as it is."""
+    if smoke:
+        return "smoke"
     if name != "auto":
         return name
     import torch
@@ -377,10 +388,24 @@ def resolve_preset(name: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def preset(name: str, **overrides) -> Config:
-    """A named preset with overrides, e.g. ``preset('cpu', seed=1)``; ``'auto'``: see resolve_preset."""
-    name = resolve_preset(name)
+def preset(name: str, overrides: Mapping[str, Any] | None = None, *, smoke: bool = False,
+           **settings: Any) -> Config:
+    """The Config of a named preset, as every front door makes it: ``python -m dualpath.train``,
+    a notebook page (``dualpath_book.page``) and a sweep arm (``dualpath_book.ablation``).
+
+    ``settings`` are the keys a caller sets as its own parameters (``preset('cpu', seed=1)``; a
+    page's dataset and seed, an arm's recipe, seed and device); ``overrides`` are config keys a
+    user adds (``--set``, a page's or an arm's ``overrides``). A key may not be both: an override
+    would silently replace the parameter the caller shows. ``smoke`` and ``'auto'``: see
+    :func:`resolve_preset`; a ``cpu-*`` preset is the cpu-narrow recipe at another budget.
+    """
+    name = resolve_preset(name, smoke=smoke)
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    overrides = dict(overrides or {})
+    both = sorted(set(overrides) & set(settings))
+    if both:
+        raise ConfigError(f"override(s) {both} set what the caller sets itself; pass "
+                          f"{'it' if len(both) == 1 else 'them'} as a parameter, not as an override")
     base = CPU_RECIPE if name.startswith("cpu-") else {}   # the cpu-narrow recipe at another budget
-    return Config.from_dict({**base, **PRESETS[name], **overrides}, source=f"preset {name!r}")
+    return Config.from_dict({**base, **PRESETS[name], **settings, **overrides}, source=f"preset {name!r}")

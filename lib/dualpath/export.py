@@ -171,8 +171,7 @@ def load_run_files(run_dir: str | Path) -> RunFiles:
     from .train.rundir import read_run_config
 
     run_dir = Path(run_dir)
-    cfg, recipe = read_run_config(run_dir)
-    phase = phases_of(cfg, recipe)[-1].name
+    phase = phases_of(read_run_config(run_dir))[-1].name
     files = RunFiles(run_dir, phase, run_dir / f"best_{phase}.pt", run_dir / "metrics.json")
     if not files.metrics_file.is_file():
         raise DataError(f"{run_dir} has no metrics.json: the run has not finished; finish it "

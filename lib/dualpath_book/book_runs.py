@@ -37,7 +37,7 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
     """One row of :data:`TABLE` from a finished run directory (``config.json``, ``log.csv``,
     ``metrics.json``), numbers rounded to what they carry: recalls 0.1, accuracy 0.01, seconds 1."""
     run_dir = Path(run_dir)
-    cfg, _ = read_run_config(run_dir)
+    cfg = read_run_config(run_dir)
     log = pd.read_csv(run_dir / "log.csv")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row: dict[str, Any] = {"recipe": describe_recipe(cfg), "stage1_epochs": cfg.stage1_epochs,

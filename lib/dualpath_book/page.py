@@ -94,66 +94,57 @@ def notebook_config(**params: Any) -> tuple[Config, Path]:
     """The Config and run directory of a notebook's parameters (see :data:`NOTEBOOK_PARAMETERS`).
 
     ``smoke=True`` replaces the preset by ``smoke`` (mini splits, tiny model). Epoch counts of
-    ``None`` keep the preset's. Without ``run_dir`` the run lives in
+    ``None`` keep the preset's; ``overrides`` are config keys, validated like the preset's, that
+    the other parameters do not set. Without ``run_dir`` the run lives in
     ``runs_root()/book/<preset>-<backbone>-seed<seed>``, with the dataset prefixed when it is
-    not Flickr8k, the epochs appended when they were overridden and a hash of any other
-    ``overrides`` (config keys, validated like the preset's), so that runs of different
+    not Flickr8k, the epochs appended when they are not the preset's and a hash of any other
+    key that differs from the preset (``dualpath.train.run_dir_for``), so that runs of different
     settings never share a directory. A relative ``run_dir`` is taken from the repository root.
     A ``run_dir`` that already holds a run is shown with that run's own config (see
     :func:`_existing_run_config`).
     """
+    from dualpath.train import read_run_config, run_dir_for   # the training package: when a page asks
+
     unknown = sorted(set(params) - set(NOTEBOOK_PARAMETERS))
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; the notebooks take "
                           f"{sorted(NOTEBOOK_PARAMETERS)}")
     p = parameter_defaults() | params
-    name = "smoke" if p["smoke"] else resolve_preset(p["preset"])
-    overrides: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
-                                     device=p["device"],
-                                     protocol=p["protocol"] or default_protocol(p["dataset"]))
+    settings: dict[str, Any] = dict(dataset=p["dataset"], backbone=p["backbone"], seed=p["seed"],
+                                    device=p["device"],
+                                    protocol=p["protocol"] or default_protocol(p["dataset"]))
     for key in ("stage1_epochs", "stage2_epochs"):
         if p[key] is not None:
-            overrides[key] = p[key]
+            settings[key] = p[key]
     if not isinstance(p["overrides"] or {}, dict):
         raise ConfigError(f"notebook parameter 'overrides' must be a dict of config keys, got {p['overrides']!r}")
-    extra = dict(p["overrides"] or {})
-    cfg = make_preset(name, **{**overrides, **extra})
+    cfg = make_preset(p["preset"], p["overrides"], smoke=p["smoke"], **settings)
     explicit = p["run_dir"] is not None
     if explicit:
         run_dir = Path(p["run_dir"]).expanduser()
         run_dir = run_dir if run_dir.is_absolute() else REPO_ROOT / run_dir
     else:
-        stem = f"{name}-{cfg.backbone}-seed{cfg.seed}"
-        if cfg.dataset != "flickr8k":
-            stem = f"{cfg.dataset}-{stem}"
-        if p["stage1_epochs"] is not None or p["stage2_epochs"] is not None:
-            stem += f"-epochs{cfg.stage1_epochs}+{cfg.stage2_epochs}"
-        if extra:
-            stem += f"-{cfg.digest(sorted(extra))}"   # the overridden keys' values, hashed
-        run_dir = runs_root() / "book" / stem
-    return _existing_run_config(cfg, run_dir, explicit), run_dir
+        run_dir = run_dir_for(cfg, runs_root() / "book", resolve_preset(p["preset"], smoke=p["smoke"]))
+    if (run_dir / "config.json").is_file():
+        cfg = _existing_run_config(cfg, read_run_config(run_dir), run_dir, explicit)
+    if cfg.recipe != "paper":
+        raise ConfigError(f"{run_dir}: a run of recipe {cfg.recipe!r}; the notebooks show the paper "
+                          f"recipe (Stage I then Stage II)")
+    return cfg, run_dir
 
 
 #: Config keys that change how a run executes, not what it computes.
 RUNTIME_KEYS = ("device", "progress", "num_threads", "loader_workers")
 
 
-def _existing_run_config(cfg: Config, run_dir: Path, explicit: bool) -> Config:
-    """The config of a run directory that already holds a run.
+def _existing_run_config(cfg: Config, stored: Config, run_dir: Path, explicit: bool) -> Config:
+    """The config to show of a run directory that already holds a run of ``stored``.
 
     An explicitly given ``run_dir`` is opened with its own stored config, so the notebooks can
     show any finished run (e.g. one trained with ``python -m dualpath.train``) as it is. The
     default run directory must hold a run of the parameters' config (runtime keys aside):
     otherwise its stored results would be shown under settings they were not computed with.
     """
-    from dualpath.train.rundir import read_run_config   # torch: only when a run exists to read
-
-    if not (run_dir / "config.json").is_file():
-        return cfg
-    stored, recipe = read_run_config(run_dir)
-    if recipe != "paper":
-        raise ConfigError(f"{run_dir} holds a run of recipe {recipe!r}; the notebooks show the "
-                          f"paper recipe (Stage I then Stage II)")
     if not explicit:
         mine, theirs = cfg.to_dict(), stored.to_dict()
         differ = sorted(k for k in mine if k not in RUNTIME_KEYS and mine[k] != theirs[k])

@@ -4,8 +4,9 @@ and the README's results.
 The six notebooks share one set of parameters; typing them six times would let them drift. This
 module renders :data:`page.NOTEBOOK_PARAMETERS` as a papermill ``parameters`` cell (name,
 annotation, default and help comment on one line each) and writes it into every
-``notebooks/NN_*.ipynb``, with the install cell (:data:`INSTALL_SOURCE`, tagged ``install``) that
-makes each notebook run on Colab. The README quotes our runs only between two markers, from the
+``notebooks/NN_*.ipynb``, and the sweep arm's parameters (:data:`ablation.ARM_PARAMETERS`, which
+the sweep's grids set) into ``notebooks/sweeps/train_arm.ipynb``; into each of them too the install
+cell (:data:`INSTALL_SOURCE`, tagged ``install``) that makes it run on Colab. The README quotes our runs only between two markers, from the
 committed tables (``book/tables/book_runs.csv``, ``central.csv``, ``baselines.csv``)::
 
     python -m dualpath_book.sync            # rewrite what differs
@@ -23,8 +24,9 @@ import nbformat
 
 from dualpath.io import atomic_path
 
+from .ablation import ARM_PARAMETERS
 from .layout import NOTEBOOKS_DIR
-from .page import NOTEBOOK_PARAMETERS
+from .page import NOTEBOOK_PARAMETERS, Parameter
 from .readme import README, readme_out_of_date, write_readme
 
 _COMMENT_COLUMN = 39   # where the help comments start, so the cell reads as a table
@@ -57,15 +59,24 @@ except ImportError:
     print(f"installed dualpath[book] from {PACKAGE}; kept {', '.join(kept) or 'no torch: pip chose one'}")"""
 
 
+ARM_NOTEBOOK = NOTEBOOKS_DIR / "sweeps" / "train_arm.ipynb"   # the sweep's notebook: one arm
+
+
 def book_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
     """The notebooks that take the shared parameters: ``NN_*.ipynb`` (the sweep's own are apart)."""
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def parameters_source() -> str:
-    """The source of the ``parameters`` cell."""
+def parameters_of(notebook: Path) -> dict[str, Parameter]:
+    """The parameters a notebook's ``parameters`` cell defines: an arm's in the sweep's notebook,
+    the pages' in the others."""
+    return ARM_PARAMETERS if notebook.name == ARM_NOTEBOOK.name else NOTEBOOK_PARAMETERS
+
+
+def parameters_source(parameters: dict[str, Parameter] = NOTEBOOK_PARAMETERS) -> str:
+    """The source of a ``parameters`` cell defining ``parameters``."""
     lines = []
-    for name, p in NOTEBOOK_PARAMETERS.items():
+    for name, p in parameters.items():
         kind = p.kind if p.kind.isidentifier() else json.dumps(p.kind)
         default = json.dumps(p.default) if isinstance(p.default, str) else repr(p.default)
         code = f"{name}: {kind} = {default}"
@@ -80,17 +91,16 @@ def _tagged_cell(nb, tag: str) -> nbformat.NotebookNode:
     return cells[0]
 
 
-def _generated() -> dict[str, str]:
-    """Tag -> the source of the cell so tagged."""
-    return {"install": INSTALL_SOURCE, "parameters": parameters_source()}
+def _generated(notebook: Path) -> dict[str, str]:
+    """Tag -> the source of the cell so tagged in ``notebook``."""
+    return {"install": INSTALL_SOURCE, "parameters": parameters_source(parameters_of(notebook))}
 
 
 def out_of_sync(paths: Sequence[Path] | None = None) -> list[Path]:
     """The notebooks whose install or ``parameters`` cell is not the generated one."""
-    want = _generated()
-    return [p for p in (book_notebooks() if paths is None else paths)
+    return [p for p in ([*book_notebooks(), ARM_NOTEBOOK] if paths is None else paths)
             if any(_tagged_cell(nbformat.read(p, as_version=4), tag).source != source
-                   for tag, source in want.items())]
+                   for tag, source in _generated(p).items())]
 
 
 def sync(paths: Sequence[Path] | None = None) -> list[Path]:
@@ -98,7 +108,7 @@ def sync(paths: Sequence[Path] | None = None) -> list[Path]:
     written = []
     for path in out_of_sync(paths):
         nb = nbformat.read(path, as_version=4)
-        for tag, source in _generated().items():
+        for tag, source in _generated(path).items():
             _tagged_cell(nb, tag).source = source
         with atomic_path(path) as tmp:
             nbformat.write(nb, str(tmp))

@@ -31,9 +31,9 @@ def test_every_arm_of_the_grids_is_a_valid_config_and_recipe(name):
     assert grid.metrics == ARM_METRICS and grid.returns == (TEST_RANKS,)   # what run_arm writes comes back
     for arm in grid.arms:
         p = arm.params
-        assert p.get("recipe", "paper") in RECIPES, arm.name
-        cfg = arm_config(p.get("preset", ar.BUDGET_PRESET), p.get("overrides"), smoke=p.get("smoke", False))
-        assert cfg.seed == 0
+        cfg = arm_config(p.get("preset", ar.BUDGET_PRESET), p.get("overrides"), recipe=p.get("recipe", "paper"),
+                         smoke=p.get("smoke", False))   # a recipe not in RECIPES is refused here
+        assert cfg.seed == 0 and cfg.recipe in RECIPES
     if name != "smoke":
         assert len(grid.seeds) >= 3
 
@@ -50,13 +50,13 @@ def test_each_arm_changes_one_thing_from_the_reference_and_sharing_arms_can_shar
         p = arm.params
         if arm.same_as or p["preset"] != ar.BUDGET_PRESET:
             continue
-        cfg = arm_config(p["preset"], p.get("overrides"))
+        cfg = arm_config(p["preset"], p.get("overrides"), recipe=p.get("recipe", "paper"))
         changed = {k for k, v in cfg.to_dict().items() if v != ref.to_dict()[k]}
-        assert changed <= set(p.get("overrides") or {}), name   # nothing but what the arm names
-        assert changed or p.get("recipe", "paper") != "paper" or name == ar.REFERENCE, name
+        assert changed <= {*(p.get("overrides") or {}), "recipe"}, name   # nothing but what the arm names
+        assert changed or name == ar.REFERENCE, name
         if p.get("stage1_from"):
             assert p["stage1_from"] == f"@{ar.REFERENCE}"
-            assert first_phase_differences((ref, "paper"), (cfg, p.get("recipe", "paper"))) == [], name
+            assert first_phase_differences(ref, cfg) == [], name
     random = arm_config(ar.BUDGET_PRESET, grid["wordvec-random"].params["overrides"])
     assert random.embed_dim == 50 and random.word_vectors == "random"
     # the budget curve's middle is the loss arms, its whole the central sweep's runs
@@ -89,6 +89,8 @@ def test_a_family_naming_an_arm_the_grid_lacks_is_refused(tmp_path):
 def test_arm_overrides_cannot_smuggle_the_seed():
     with pytest.raises(ConfigError, match="seed"):
         arm_config("ablation", {"seed": 3})
+    with pytest.raises(ConfigError, match="recipe"):   # the arm's recipe is a parameter of its own too
+        arm_config("ablation", {"recipe": "ranking"})
     with pytest.raises(ConfigError, match="unknown key"):
         arm_config("ablation", {"negatives_mode": "sum"})
 

@@ -64,7 +64,7 @@ def test_cuhk_trains_and_tests_by_identity(tmp_path, monkeypatch):
     root = _write_cuhk(tmp_path / "data")
     cfg = preset("smoke", subset="", dataset="cuhk_pedes", protocol="cuhk", max_len=8,
                  batch_size=8, progress=False)
-    metrics = train(cfg, tmp_path / "run", data_root=root, log=lambda *a: None)
+    metrics = train(cfg, tmp_path / "run", data_root=root, log=lambda *a: None).metrics
     final = metrics["final"]
     assert {"top1", "top5", "top10", "map"} <= set(final)
 

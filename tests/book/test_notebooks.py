@@ -125,6 +125,7 @@ def test_notebook_config(tmp_path, monkeypatch):
     assert run_dir.name == "smoke-efficientnet_lite0-seed3"
     cfg, run_dir = page.notebook_config(smoke=True, stage1_epochs=1, dataset="coco_mini")
     assert cfg.stage1_epochs == 1 and run_dir.name == "coco_mini-smoke-efficientnet_lite0-seed0-epochs1+1"
+    assert page.notebook_config(preset="cpu", stage2_epochs=10)[1].name == "cpu-efficientnet_lite0-seed0-epochs5+10"
     _, run_dir = page.notebook_config(run_dir="runs/x")
     assert run_dir == REPO_ROOT / "runs" / "x"
     with pytest.raises(ConfigError, match="unknown notebook parameter"):
@@ -132,30 +133,32 @@ def test_notebook_config(tmp_path, monkeypatch):
     # overrides: any config key, validated, and a run directory of their own
     cfg, run_dir = page.notebook_config(smoke=True, overrides={"negatives": "sum"})
     other_cfg, other = page.notebook_config(smoke=True, overrides={"negatives": "hardest"})
-    assert cfg.negatives == "sum" and run_dir.name.startswith("smoke-efficientnet_lite0-seed0-")
+    assert cfg.negatives == "sum" and run_dir.name == "smoke-efficientnet_lite0-seed0-2792c2cc04"
     assert other != run_dir and other_cfg.negatives == "hardest"
     with pytest.raises(ConfigError, match="negatives"):
         page.notebook_config(overrides={"negatives": "nearest"})
     with pytest.raises(ConfigError, match="must be a dict"):
         page.notebook_config(overrides="negatives=sum")
+    with pytest.raises(ConfigError, match=r"\['seed'\] set what the caller sets itself"):
+        page.notebook_config(overrides={"seed": 1})   # a parameter of its own
 
 
 def test_an_existing_run_keeps_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("DUALPATH_RUNS", str(tmp_path))
     cfg, run_dir = page.notebook_config(smoke=True)
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **cfg.replace(device="cpu").to_dict()}))
+    (run_dir / "config.json").write_text(cfg.replace(device="cpu").to_json())
     again, _ = page.notebook_config(smoke=True, device="cuda")
     assert again.device == "cpu"          # runtime keys are taken from the run as it was
     # the default run directory must hold a run of these very settings ...
     stored = cfg.replace(lambda_txt=0.5)
-    (run_dir / "config.json").write_text(json.dumps({"recipe": "paper", **stored.to_dict()}))
+    (run_dir / "config.json").write_text(stored.to_json())
     with pytest.raises(ConfigError, match=r"other settings \(keys \['lambda_txt'\]"):
         page.notebook_config(smoke=True)
     # ... while an explicit run_dir is shown as it is
     opened, same = page.notebook_config(run_dir=str(run_dir))
     assert same == run_dir and opened == stored
-    (run_dir / "config.json").write_text(json.dumps({"recipe": "ranking", **stored.to_dict()}))
+    (run_dir / "config.json").write_text(stored.replace(recipe="ranking").to_json())
     with pytest.raises(ConfigError, match="recipe 'ranking'"):
         page.notebook_config(run_dir=str(run_dir))
 

@@ -12,7 +12,7 @@ from dualpath.config import preset
 from dualpath.errors import ConfigError, DataError
 from dualpath.train import RunDir, train
 from dualpath.train.share import SHARED, first_phase_differences, start_from_first_phase
-from dualpath_book.ablation import TEST_RANKS, load_test_ranks, run_arm
+from dualpath_book.ablation import TEST_RANKS, arm_config, load_test_ranks, run_arm
 
 SMOKE = preset("smoke", progress=False)
 # Stage II reads these; Stage I of the paper recipe does not
@@ -35,10 +35,10 @@ def test_a_run_keeps_where_its_first_phase_ended(source: Path):
 
 def test_starting_from_the_first_phase_of_another_run_equals_training_it(source: Path, tmp_path: Path):
     cfg = SMOKE.replace(**LATER)
-    trained = train(cfg, tmp_path / "trained", log=quiet)
-    shared_dir = RunDir(tmp_path / "shared", cfg, "paper")
+    trained = train(cfg, tmp_path / "trained", log=quiet).metrics
+    shared_dir = RunDir(tmp_path / "shared", cfg)
     start_from_first_phase(source, shared_dir, log=quiet)
-    shared = train(cfg, shared_dir.path, log=quiet)
+    shared = train(cfg, shared_dir.path, log=quiet).metrics
     assert shared == trained
     assert shared["stage1"] == json.loads((source / "metrics.json").read_text())["stage1"]
     record = json.loads((shared_dir.path / SHARED).read_text())
@@ -57,16 +57,17 @@ def test_starting_from_the_first_phase_of_another_run_equals_training_it(source:
 def test_a_source_whose_first_phase_differs_is_refused(source: Path, tmp_path: Path, change, named):
     cfg = SMOKE.replace(**LATER, **change)
     with pytest.raises(ConfigError, match=f"would differ in .*{named}"):
-        start_from_first_phase(source, RunDir(tmp_path / "x", cfg, "paper"), log=quiet)
+        start_from_first_phase(source, RunDir(tmp_path / "x", cfg), log=quiet)
     assert not (tmp_path / "x").exists()
 
 
 def test_only_a_first_phase_without_ranking_ignores_the_ranking_keys():
     ranked_first = SMOKE.replace(margin=0.5)
-    assert first_phase_differences((SMOKE, "paper"), (ranked_first, "paper")) == []
-    assert "margin" in first_phase_differences((SMOKE, "ranking"), (ranked_first, "ranking"))
-    assert first_phase_differences((SMOKE, "paper"), (SMOKE, "joint"))   # other Stage I losses
-    assert first_phase_differences((SMOKE, "paper"), (SMOKE, "instance")) == ["a single phase (nothing follows it)"]
+    ranking = SMOKE.replace(recipe="ranking")
+    assert first_phase_differences(SMOKE, ranked_first) == []
+    assert "margin" in first_phase_differences(ranking, ranked_first.replace(recipe="ranking"))
+    assert first_phase_differences(SMOKE, SMOKE.replace(recipe="joint"))   # other Stage I losses
+    assert first_phase_differences(SMOKE, SMOKE.replace(recipe="instance")) == ["a single phase (nothing follows it)"]
 
 
 def test_a_source_that_has_not_ended_its_first_phase_is_reported(tmp_path: Path):
@@ -74,11 +75,11 @@ def test_a_source_that_has_not_ended_its_first_phase_is_reported(tmp_path: Path)
     train(SMOKE, unfinished, until="stage1", log=quiet)
     (unfinished / "end_stage1.pt").unlink()   # as if it were still in Stage I
     with pytest.raises(DataError, match="has not ended its stage1 yet"):
-        start_from_first_phase(unfinished, RunDir(tmp_path / "x", SMOKE.replace(**LATER), "paper"), log=quiet)
+        start_from_first_phase(unfinished, RunDir(tmp_path / "x", SMOKE.replace(**LATER)), log=quiet)
 
 
 def test_an_arm_sharing_stage1_reports_it_with_its_validation_and_test_ranks(source: Path, tmp_path: Path):
-    flat = run_arm("paper", LATER, smoke=True, seed=0, run_dir=tmp_path / "arm", stage1_from=source,
+    flat = run_arm(arm_config(overrides=LATER, smoke=True), run_dir=tmp_path / "arm", stage1_from=source,
                    test_policies=("all",), log=quiet)
     src = json.loads((source / "metrics.json").read_text())
     assert flat["stage1.rsum"] == src["stage1"]["rsum"] and flat["stage1_from"] == f"{source.parent.name}/source"
@@ -98,7 +99,7 @@ def test_an_arm_whose_source_kept_only_its_record_trains_the_same_stage1_itself(
     restored.mkdir()
     (restored / "DONE.json").write_text(json.dumps({"status": "done", "restored_from": "book/tables/g.csv"}))
     lines: list[str] = []
-    flat = run_arm("paper", LATER, smoke=True, seed=0, run_dir=tmp_path / "arm", stage1_from=restored,
+    flat = run_arm(arm_config(overrides=LATER, smoke=True), run_dir=tmp_path / "arm", stage1_from=restored,
                    test_policies=("all",), log=lines.append)
     src = json.loads((source / "metrics.json").read_text())
     assert flat["stage1.rsum"] == src["stage1"]["rsum"] and flat["stage1_shared"] is False

@@ -28,7 +28,7 @@ from dualpath.data.registry import load_corpus
 from dualpath.data.text import Vocabulary
 from dualpath.embed import text_embeddings
 from dualpath.models import build_model
-from dualpath.train.rundir import open_run
+from dualpath.train import open_run
 from dualpath_book.site import htmlcheck, onnxruntime_web, tryit
 from dualpath_book.site.tryit import data as page_data
 

@@ -118,7 +118,7 @@ def test_a_loader_batch_trains_like_one_decoded_in_the_step(image_files):
         batch = next(iter(source.batches(plan))) if preload else plan.batch(0)
         assert (batch.images is not None) == preload
         from dualpath.train import phases_of
-        phase = phases_of(cfg, "paper")[1]
+        phase = phases_of(cfg)[1]
         model.train()
         model.backbone.eval()
         stats = train_step(Forward(model, source), model, source, split, batch, phase, cfg,
@@ -157,7 +157,7 @@ def test_the_gpu_preset():
     assert cfg.loader_workers > 0 and cfg.amp and cfg.channels_last and cfg.device == "auto"
     backbone = Backbone("id", nn.Identity(), [], 3)
     from dualpath.train import phases_of
-    sources = [image_source(p.finetune, cfg, backbone) for p in phases_of(cfg, "paper")]
+    sources = [image_source(p.finetune, cfg, backbone) for p in phases_of(cfg)]
     assert [type(s).__name__ for s in sources] == ["CachedPooled", "Pixels"]
     assert preset("auto").to_dict() == preset("gpu" if torch.cuda.is_available() else "cpu").to_dict()
 

@@ -20,7 +20,7 @@ import dualpath
 from dualpath import checkpoint as ckpt_io
 from dualpath.config import Config, preset
 from dualpath.errors import CheckpointError, ConfigError, DataError
-from dualpath.train import train
+from dualpath.train import RunDir, open_run, run_dir_for, train
 
 SMOKE = preset("smoke", progress=False)
 ENV = {**os.environ, "DUALPATH_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
@@ -54,8 +54,8 @@ def test_reference_run_writes_everything(reference_run: Path):
 
 
 def test_same_seed_same_metrics(reference_run: Path, tmp_path: Path):
-    metrics = train(SMOKE, tmp_path / "again", log=lambda *a: None)
-    assert metrics == _metrics(reference_run)
+    run = train(SMOKE, tmp_path / "again", log=lambda *a: None)
+    assert run.metrics == _metrics(reference_run)
 
 
 def test_a_run_that_fills_the_feature_cache_equals_one_that_reads_it(tmp_path: Path):
@@ -139,7 +139,7 @@ def test_log_has_grad_norms_and_throughput(reference_run: Path):
 def test_caption_epochs_adamw_cosine_warmup_clip(tmp_path: Path):
     cfg = SMOKE.replace(epoch_unit="captions", optimizer="adamw", lr=1e-3, stage2_lr=5e-4,
                         schedule="cosine", warmup_epochs=0.5, grad_clip=5.0, batch_size=32)
-    metrics = train(cfg, tmp_path / "run", log=lambda *a: None)
+    metrics = train(cfg, tmp_path / "run", log=lambda *a: None).metrics
     assert 0 <= metrics["final"]["rsum"] <= 600
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (stored["optimizer"], stored["schedule"], stored["epoch_unit"]) == ("adamw", "cosine", "captions")
@@ -273,6 +273,54 @@ def test_resume_refuses_a_different_config(reference_run: Path, tmp_path: Path):
     shutil.copytree(reference_run, run_dir)
     with pytest.raises(ConfigError, match="different config"):
         train(SMOKE.replace(margin=0.5), run_dir, log=lambda *a: None)
+
+
+def _as_written_before_the_recipe_was_a_config_key(path: Path) -> None:
+    """Rewrite a checkpoint as runs wrote it then: the recipe beside the config, not in it."""
+    state = torch.load(path, weights_only=True)
+    state["recipe"] = state["config"].pop("recipe")
+    torch.save(state, path)
+
+
+def test_a_run_written_before_the_recipe_was_a_config_key_resumes_and_opens(reference_run: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    train(SMOKE, run_dir, until="stage1", log=lambda *a: None)
+    for name in ("last.pt", "best_stage1.pt", "end_stage1.pt"):
+        _as_written_before_the_recipe_was_a_config_key(run_dir / name)
+    # config.json then held the recipe spliced in beside the config keys: the very file written now
+    assert json.loads((run_dir / "config.json").read_text())["recipe"] == "paper"
+    assert train(SMOKE, run_dir, log=lambda *a: None).metrics == _metrics(reference_run)
+    run = open_run(run_dir, log=lambda *a: None)
+    assert run.cfg == SMOKE and run.metrics == _metrics(reference_run)
+    # a recipe other than the default is read from beside the config, in a checkpoint and in config.json
+    _as_written_before_the_recipe_was_a_config_key(run_dir / "last.pt")
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    torch.save({**last, "recipe": "ranking"}, run_dir / "last.pt")
+    with pytest.raises(ConfigError, match="different config or recipe"):
+        RunDir(run_dir, SMOKE).resume_state()
+    assert RunDir(run_dir, SMOKE.replace(recipe="ranking")).resume_state()["phase"] == 1
+    (run_dir / "config.json").write_text(json.dumps({**SMOKE.to_dict(), "recipe": "ranking"}))
+    run = open_run(run_dir, log=lambda *a: None)
+    assert run.cfg.recipe == "ranking" and tuple(run.phases[0].lambdas[1:]) == (0.0, 0.0)
+
+
+def test_run_directory_names_stay_those_of_the_runs_on_disk(tmp_path: Path):
+    """python -m dualpath.train's default names hash the config without the recipe (which they
+    name); the readable names of the pages and arms hash what differs from the preset. Pinned
+    to the names the code gave before the recipe became a config key."""
+    cpu = preset("cpu")
+    assert run_dir_for(cpu, tmp_path) == tmp_path / "flickr8k-paper-d44e01b780-seed0"
+    assert run_dir_for(cpu.replace(recipe="ranking"), tmp_path).name == "flickr8k-ranking-d44e01b780-seed0"
+    assert run_dir_for(preset("cpu", stage2_epochs=3, seed=1, recipe="joint")).name == "flickr8k-joint-462dba4404-seed1"
+    assert run_dir_for(preset("paper")).name == "flickr30k_official-paper-f0b8f07040-seed0"
+    assert run_dir_for(cpu, tmp_path, "cpu") == tmp_path / "cpu-efficientnet_lite0-seed0"
+    assert run_dir_for(preset("cpu", stage2_epochs=10), tmp_path, "cpu").name == "cpu-efficientnet_lite0-seed0-epochs5+10"
+    assert run_dir_for(preset("cpu", dropout=0.3, margin=0.1), tmp_path, "cpu").name == \
+        "cpu-efficientnet_lite0-seed0-0cd16d79c2"
+    assert run_dir_for(preset("cpu", dataset="cuhk_pedes", protocol="cuhk"), tmp_path, "cpu").name == \
+        "cuhk_pedes-cpu-efficientnet_lite0-seed0"
+    assert run_dir_for(preset("cpu", backbone="resnet50", seed=2, device="cpu"), tmp_path, "cpu").name == \
+        "cpu-resnet50-seed2"
 
 
 def test_the_book_recipe_learns_clearly_above_chance(tmp_path: Path):

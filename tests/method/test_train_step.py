@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dualpath.config import preset
+from dualpath.config import RECIPE_NAMES, preset
 from dualpath.errors import ConfigError
 from dualpath.losses import ranking_loss
 from dualpath.models import build_model
@@ -47,14 +47,14 @@ def tiny_model(cfg, n_classes: int):
 ])
 def test_each_recipe_has_its_losses_and_fine_tuning(recipe, expected):
     cfg = preset("cpu", finetune_blocks=1, lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1,
-                 negatives="sum", stage1_negatives="")
-    phases = phases_of(cfg, recipe)
+                 negatives="sum", stage1_negatives="", recipe=recipe)
+    phases = phases_of(cfg)
     assert [(p.name, tuple(p.lambdas), p.finetune) for p in phases] == expected
     assert [p.epochs for p in phases] == [cfg.stage1_epochs, cfg.stage2_epochs][:len(phases)]
-    assert set(RECIPES) == {"paper", "instance", "ranking", "joint", "both"}
+    assert tuple(RECIPES) == RECIPE_NAMES == ("paper", "instance", "ranking", "joint", "both")
     # only phases with a ranking term pair negatives, and only with the paper's or CUHK's policy
     for mode in ("paper", "random"):
-        paired = phases_of(cfg.replace(negatives=mode), recipe)
+        paired = phases_of(cfg.replace(negatives=mode))
         assert [is_paired(p, cfg) for p in paired] == [p.lambdas[0] > 0 for p in paired]
     assert not any(is_paired(p, cfg) for p in phases)   # negatives 'sum'
 
@@ -63,10 +63,10 @@ def test_the_cpu_recipe_phases():
     """The book's recipe: Stage I instance losses only; Stage II the hardest-negative ranking loss
     alone; a ranking term in phase 1 (ranking / joint recipes) sums over the negatives."""
     cfg = preset("cpu")
-    stage1, stage2 = phases_of(cfg, "paper")
+    stage1, stage2 = phases_of(cfg)
     assert (stage1.lambdas, stage1.finetune, stage1.lr) == ((0, 1, 1), 0, cfg.lr)
     assert (tuple(stage2.lambdas), stage2.negatives, stage2.lr) == ((1.0, 0.0, 0.0), "hardest", cfg.stage2_lr)
-    assert [p.negatives for p in phases_of(cfg, "ranking")] == ["sum", "hardest"]
+    assert [p.negatives for p in phases_of(cfg.replace(recipe="ranking"))] == ["sum", "hardest"]
     assert (cfg.optimizer, cfg.schedule, cfg.epoch_unit, cfg.batch_size) == ("adam", "cosine", "captions", 128)
     assert cfg.classifier_scale > 0 and not cfg.classifier_bias
     assert not has_instance(stage2) and has_instance(stage1)
@@ -110,7 +110,7 @@ def test_a_frozen_pixel_path_trains_the_head_on_fresh_crops(tmp_path):
     first, second = source.batch(split, index, index * 0), source.batch(split, index, index * 0)
     assert first.shape == (8, 3, 32, 32) and not torch.equal(first, second)   # fresh crops
     assert not source.pool(model.backbone, first).requires_grad
-    phase = phases_of(cfg, "paper")[0]
+    phase = phases_of(cfg)[0]
     gen = torch.Generator().manual_seed(0)
     model.train()
     model.backbone.eval()
@@ -219,7 +219,7 @@ def test_extra_paired_rows_keep_every_row_a_positive_pair(mode):
     for rows in ("half", "extra"):
         cfg = tiny_cfg(negatives=mode, epoch_unit="captions", paired_rows=rows, train_shift="left")
         model = tiny_model(cfg, 24)
-        phase = phases_of(cfg, "paper")[1]
+        phase = phases_of(cfg)[1]
         source = CachedPooled()
         source.configure(model.backbone)
         gen = torch.Generator().manual_seed(0)
@@ -272,7 +272,7 @@ def test_a_step_trains_and_reports_its_stats():
         for neg in ("paper", "random", "sum", "hardest"):
             cfg = tiny_cfg(negatives=neg, epoch_unit=unit, grad_clip=1.0, optimizer="adamw", lr=1e-3)
             model = tiny_model(cfg, 24)
-            phase = phases_of(cfg, "paper")[1]
+            phase = phases_of(cfg)[1]
             source = CachedPooled()
             source.configure(model.backbone)
             from dualpath.train.optim import make_optimizer
@@ -299,7 +299,7 @@ def test_amp_cpu_runs_the_step_in_bfloat16_and_names_the_run():
         cfg = tiny_cfg(negatives="hardest", epoch_unit="captions", optimizer="adam", lr=1e-3, amp_cpu=amp)
         model = tiny_model(cfg, 24)
         hook = model.text_cnn.fc5_2.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-        phase = phases_of(cfg, "paper")[1]
+        phase = phases_of(cfg)[1]
         source = CachedPooled()
         source.configure(model.backbone)
         gen = torch.Generator().manual_seed(0)
@@ -366,7 +366,7 @@ def _one_step(rank: int, world: int):
     cfg = _ddp_cfg()
     split = synthetic_split(30, 3, dim=DIM, vocab_size=VOCAB)
     model = tiny_model(cfg, 30)
-    phase = phases_of(cfg, "paper")[1]
+    phase = phases_of(cfg)[1]
     source = CachedPooled()
     source.configure(model.backbone)
     model.eval()   # per-rank BN batch statistics would differ from one rank's (no SyncBatchNorm)

@@ -11,9 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import PRESET_NOTES, PRESETS, describe_preset, preset
+from ..config import PRESET_NOTES, PRESETS, RECIPE_NAMES, describe_preset, preset
 from ..errors import ConfigError, DualPathError
-from . import RECIPES, dist_info, train
+from .run import train
+from .trainer import dist_info
 
 
 def parse_set(items: list[str]) -> dict:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Train the dual-path image-text embedding (Stage I, Stage II, test).")
     ap.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}, or auto (gpu where CUDA is present, else cpu; see --list-presets)")
     ap.add_argument("--list-presets", action="store_true", help="print each preset, what it reproduces, and exit")
-    ap.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
+    ap.add_argument("--recipe", choices=sorted(RECIPE_NAMES), help="the phases to train (default: paper; "
+                    "the config key recipe)")
     ap.add_argument("--config", help="JSON file of config keys (applied after the preset)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     ap.add_argument("--run-dir", help="run directory (default runs/<dataset>-<recipe>-<hash>-seed<k>)")
@@ -58,14 +60,15 @@ def _run(args) -> int:
     if args.config:
         overrides.update(_config_file(args.config))
     overrides.update(parse_set(args.set))
-    cfg = preset(args.preset, **overrides)
+    settings = {"recipe": args.recipe} if args.recipe else {}   # so --set may not name it again
+    cfg = preset(args.preset, overrides, **settings)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         import torch
 
         backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
         dist.init_process_group(backend)
     try:
-        train(cfg, args.run_dir, recipe=args.recipe, data_root=args.data_root, until=args.until,
+        train(cfg, args.run_dir, data_root=args.data_root, until=args.until,
               log=print if dist_info()[0] == 0 else (lambda *a, **k: None))
     finally:
         if dist.is_available() and dist.is_initialized():

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Config
-from ..errors import ConfigError
 
+# The phases of each recipe (config.RECIPE_NAMES names them, so a Config is checked when made).
 # Loss weights of each slot: a (rank, img, txt) tuple, "rank" (ranking only, at lambda_rank),
 # "both" (lambda_rank : 1 : 1) or None (the config's Stage II weights lambda_rank : lambda_img : lambda_txt).
 RECIPES = {
@@ -48,13 +48,11 @@ class Phase:
     negatives: str = "paper"   # negatives of the ranking term (when the phase has one)
 
 
-def phases_of(cfg: Config, recipe: str) -> list[Phase]:
-    """The phases ``recipe`` trains under ``cfg`` (phases of 0 epochs left out)."""
-    if recipe not in RECIPES:
-        raise ConfigError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
+def phases_of(cfg: Config) -> list[Phase]:
+    """The phases ``cfg.recipe`` trains under ``cfg`` (phases of 0 epochs left out)."""
     stage2 = (cfg.lambda_rank, cfg.lambda_img, cfg.lambda_txt)
     out = []
-    for name, lam in RECIPES[recipe]:
+    for name, lam in RECIPES[cfg.recipe]:
         lam = {None: stage2, "rank": (cfg.lambda_rank, 0.0, 0.0),
                "both": (cfg.lambda_rank, 1.0, 1.0)}.get(lam, lam) if not isinstance(lam, tuple) else lam
         if name == "stage1":

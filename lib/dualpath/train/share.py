@@ -37,15 +37,16 @@ def _as_read(phase: Phase) -> Phase:
     return Phase(phase.name, phase.epochs, phase.lambdas, phase.finetune, phase.lr, phase.lr_steps, "")
 
 
-def first_phase_differences(source: tuple[Config, str], target: tuple[Config, str]) -> list[str]:
-    """What makes the first phase of run ``target`` (config, recipe) train otherwise than that of
+def first_phase_differences(source: Config, target: Config) -> list[str]:
+    """What makes the first phase of a run of ``target`` train otherwise than that of a run of
     ``source``: the config keys it reads that differ, or ``'first phase'``; empty when equal."""
-    (src_cfg, src_recipe), (cfg, recipe) = source, target
-    first_src, first = phases_of(src_cfg, src_recipe)[0], phases_of(cfg, recipe)[0]
-    if len(phases_of(cfg, recipe)) < 2:
+    phases = phases_of(target)
+    first_src, first = phases_of(source)[0], phases[0]
+    if len(phases) < 2:
         return ["a single phase (nothing follows it)"]
-    ignored = {*LATER_PHASE_KEYS, *REPORTING_KEYS, *(RANKING_KEYS if first.lambdas[0] == 0 else ())}
-    a, b = src_cfg.to_dict(), cfg.to_dict()
+    # the recipe: what it makes the first phase train is compared phase to phase below
+    ignored = {*LATER_PHASE_KEYS, *REPORTING_KEYS, "recipe", *(RANKING_KEYS if first.lambdas[0] == 0 else ())}
+    a, b = source.to_dict(), target.to_dict()
     out = sorted(k for k in a if k not in ignored and a[k] != b[k])
     if _as_read(first_src) != _as_read(first):
         out.append(f"first phase ({first_src} vs {first})")
@@ -62,13 +63,13 @@ def start_from_first_phase(source: str | Path, rundir: RunDir, log=print) -> Non
     source = Path(source)
     if rundir.file("last.pt").exists():
         return
-    src_cfg, src_recipe = read_run_config(source)
-    diff = first_phase_differences((src_cfg, src_recipe), (rundir.cfg, rundir.recipe))
+    src_cfg = read_run_config(source)
+    diff = first_phase_differences(src_cfg, rundir.cfg)
     if diff:
         raise ConfigError(f"{rundir.path} cannot start from the first phase of {source}: "
                           f"its own first phase would differ in {', '.join(diff)}")
-    name = phases_of(src_cfg, src_recipe)[0].name
-    src = RunDir(source, src_cfg, src_recipe)
+    name = phases_of(src_cfg)[0].name
+    src = RunDir(source, src_cfg)
     end, best = src.phase_end(name), src.best(name)
     if not (end.exists() and best.exists()):
         raise DataError(f"{source} has not ended its {name} yet (no {end.name}); finish that run "
@@ -77,7 +78,8 @@ def start_from_first_phase(source: str | Path, rundir: RunDir, log=print) -> Non
     rundir.path.mkdir(parents=True, exist_ok=True)
     with atomic_path(rundir.best(name)) as tmp:
         shutil.copyfile(best, tmp)
-    own = {**state, "config": rundir.cfg.to_dict(), "recipe": rundir.recipe}
+    # this run's config; a source saved before the recipe was a config key keeps its own beside it
+    own = {**{k: v for k, v in state.items() if k != "recipe"}, "config": rundir.cfg.to_dict()}
     rundir.save(rundir.phase_end(name).name, own)
     rundir.save("last.pt", own)   # resumes at the next phase, with the RNG the first one left
     write_json_atomic(rundir.file(SHARED), {"first_phase_from": str(source.resolve()), "phase": name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -16,22 +17,36 @@ from ..config import default_protocol
 from ..evaluate import evaluate_corpus, metric_keys
 from ..hardware import cpu_has_bf16
 from ..progress import progress
-from .inputs import Pixels, TrainingData, embed_split, image_source
+from .inputs import ImageSource, Pixels, embed_split, image_source
 from .optim import lr_at, make_optimizer, set_lr
-from .recipes import phases_of
-from .rundir import RunDir, environment
+from .recipes import Phase
+from .rundir import environment
 from .step import EpochPlan, Forward, device_of, has_instance, train_step
 
 VAL_KEYS = metric_keys()   # what each epoch logs of validation
 
 
+@dataclass
+class ActivePhase:
+    """A phase being trained: what its epochs share."""
+
+    index: int                   # of the phase in the recipe
+    phase: Phase
+    source: ImageSource
+    forward: torch.nn.Module     # the model's training forward (DDP-wrapped on several processes)
+    opt: torch.optim.Optimizer
+    gen: torch.Generator         # the sampling generator: batches, views, shifts, negatives
+    best: float                  # the best validation R-sum of the phase so far
+
+
 class Trainer:
-    def __init__(self, data: TrainingData, rundir: RunDir, model, log=print):
-        self.data, self.dir, self.model, self.log = data, rundir, model, log
-        self.cfg, self.recipe = rundir.cfg, rundir.recipe
+    """Trains a ``Run`` (``train.run``): its model on its data, into its run directory."""
+
+    def __init__(self, run, log=print):
+        self.data, self.dir, self.model, self.log = run.data, run.dir, run.model, log
+        self.cfg, self.phases = run.cfg, run.phases
         self.rank, self.world = dist_info()
         self.device = device_of(self.cfg)
-        self.phases = phases_of(self.cfg, self.recipe)
         self.rows: list[dict] = []
 
     def fit(self, stop: int | None = None) -> None:
@@ -50,11 +65,14 @@ class Trainer:
             # resumed between two phases: last.pt is where the previous one ended
             self.dir.keep_phase_end(self.phases[start_phase - 1].name, state)
         for pi in range(start_phase, stop):
-            self._run_phase(pi, start_epoch if pi == start_phase else 0,
-                            state if pi == start_phase else None)
+            active = self._start_phase(pi, state if pi == start_phase else None)
+            for epoch in range(start_epoch if pi == start_phase else 0, active.phase.epochs):
+                self._epoch(active, epoch)
 
     # -- phases -------------------------------------------------------------------------
-    def _run_phase(self, pi: int, start_epoch: int, state: dict | None) -> None:
+    def _start_phase(self, pi: int, state: dict | None) -> ActivePhase:
+        """Ready phase ``pi``: from the previous phase's best model (or, resuming inside the
+        phase, from ``state``, the ``last.pt`` it resumes from), with its image source and optimiser."""
         phase, cfg, model = self.phases[pi], self.cfg, self.model
         resuming = state is not None and "optimizer" in state and state["phase"] == pi
         if not resuming and pi > 0:
@@ -80,45 +98,55 @@ class Trainer:
         forward = Forward(model, source, instance)
         if self.world > 1:
             forward = torch.nn.parallel.DistributedDataParallel(forward)
+        return ActivePhase(pi, phase, source, forward, opt, gen, best)
+
+    def _epoch(self, active: ActivePhase, epoch: int) -> None:
+        """Train one epoch of the active phase, validate, log it and save the checkpoints."""
+        pi, phase, source, opt, gen = active.index, active.phase, active.source, active.opt, active.gen
+        cfg, model = self.cfg, self.model
         split = self.data.splits["train"]
-        for epoch in range(start_epoch, phase.epochs):
-            t0 = time.perf_counter()
-            plan = EpochPlan(split, cfg, gen, key=(cfg.seed, pi, epoch))
-            steps = len(plan)
-            sums: dict[str, float] = {}
-            model.train()
-            model.backbone.eval()   # BN statistics of the pretrained CNN stay fixed (SPEC 3.1 caveat)
-            batches = progress(source.batches(plan), desc=phase.name, enable=cfg.progress, total=steps)
-            for k, batch in enumerate(batches):
-                lr = set_lr(opt, lr_at(phase.lr, epoch * steps + k, phase.epochs * steps, steps,
-                                       schedule=cfg.schedule, lr_steps=phase.lr_steps,
-                                       warmup=round(cfg.warmup_epochs * steps)))
-                stats = train_step(forward, model, source, split, batch, phase, cfg, gen, opt,
-                                   rank=self.rank, world=self.world, device=self.device,
-                                   grad_norms=True)
-                for key, v in stats.items():
-                    sums[key] = sums.get(key, 0.0) + v
-            train_s = time.perf_counter() - t0
-            val = self.validate(source)
-            row = {"phase": phase.name, "epoch": epoch + 1, "lr": float(f"{lr:.6g}"),
-                   **{key: round(v / max(steps, 1), 5) for key, v in sums.items()},
-                   # CUHK-PEDES validates text -> image only: its image -> text columns stay empty
-                   **{f"val_{key}": round(val.get(key, math.nan), 2) for key in VAL_KEYS},
-                   "samples_s": round(steps * cfg.batch_size / max(train_s, 1e-9), 1),
-                   "epoch_s": round(time.perf_counter() - t0, 2)}
-            self.rows.append(row)
-            self.log(summary_line(row))
-            improved = val["rsum"] > best
-            best = max(best, val["rsum"])
-            payload = self._payload(opt, gen, pi, epoch + 1, best)
-            if self.rank == 0:
-                if improved:
-                    self.dir.save(f"best_{phase.name}.pt", payload)
-                self.dir.save("last.pt", payload)
-                if epoch + 1 == phase.epochs and pi + 1 < len(self.phases):
-                    self.dir.keep_phase_end(phase.name, payload)
-                self.dir.write_log(self.rows)
-            barrier(self.world)
+        t0 = time.perf_counter()
+        plan = EpochPlan(split, cfg, gen, key=(cfg.seed, pi, epoch))
+        steps = len(plan)
+        sums: dict[str, float] = {}
+        model.train()
+        model.backbone.eval()   # BN statistics of the pretrained CNN stay fixed (SPEC 3.1 caveat)
+        batches = progress(source.batches(plan), desc=phase.name, enable=cfg.progress, total=steps)
+        for k, batch in enumerate(batches):
+            lr = set_lr(opt, lr_at(phase.lr, epoch * steps + k, phase.epochs * steps, steps,
+                                   schedule=cfg.schedule, lr_steps=phase.lr_steps,
+                                   warmup=round(cfg.warmup_epochs * steps)))
+            stats = train_step(active.forward, model, source, split, batch, phase, cfg, gen, opt,
+                               rank=self.rank, world=self.world, device=self.device,
+                               grad_norms=True)
+            for key, v in stats.items():
+                sums[key] = sums.get(key, 0.0) + v
+        train_s = time.perf_counter() - t0
+        val = self.validate(source)
+        row = {"phase": phase.name, "epoch": epoch + 1, "lr": float(f"{lr:.6g}"),
+               **{key: round(v / max(steps, 1), 5) for key, v in sums.items()},
+               # CUHK-PEDES validates text -> image only: its image -> text columns stay empty
+               **{f"val_{key}": round(val.get(key, math.nan), 2) for key in VAL_KEYS},
+               "samples_s": round(steps * cfg.batch_size / max(train_s, 1e-9), 1),
+               "epoch_s": round(time.perf_counter() - t0, 2)}
+        self.rows.append(row)
+        self.log(summary_line(row))
+        improved = val["rsum"] > active.best
+        active.best = max(active.best, val["rsum"])
+        self._save(active, epoch + 1, improved)
+
+    def _save(self, active: ActivePhase, epochs: int, improved: bool) -> None:
+        """After ``epochs`` epochs of the active phase: ``last.pt``, ``best_<phase>.pt`` when
+        validation improved, ``end_<phase>.pt`` when the phase ends, and the log."""
+        payload = self._payload(active.opt, active.gen, active.index, epochs, active.best)
+        if self.rank == 0:
+            if improved:
+                self.dir.save(f"best_{active.phase.name}.pt", payload)
+            self.dir.save("last.pt", payload)
+            if epochs == active.phase.epochs and active.index + 1 < len(self.phases):
+                self.dir.keep_phase_end(active.phase.name, payload)
+            self.dir.write_log(self.rows)
+        barrier(self.world)
 
     def validate(self, source) -> dict:
         val = self.data.splits["val"]
@@ -128,7 +156,7 @@ class Trainer:
 
     # -- persistence --------------------------------------------------------------------
     def _payload(self, opt, gen, pi, epoch, best) -> dict:
-        return {"config": self.cfg.to_dict(), "recipe": self.recipe, "vocab": self.data.vocab.to_dict(),
+        return {"config": self.cfg.to_dict(), "vocab": self.data.vocab.to_dict(),
                 "n_classes": self.data.splits["train"].corpus.n_classes,
                 "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                 "optimizer": opt.state_dict(), "gen": gen.get_state(),

@@ -68,7 +68,7 @@ def is_current(out: str | Path, key: str) -> bool:
 
 def write_page_data(run_dir: str | Path, out: str | Path, data_root=None, log=print) -> Path:
     """Write (or keep, when current) the page's files for the finished run ``run_dir`` into ``out``."""
-    from dualpath.train.rundir import open_run
+    from dualpath.train import open_run
 
     run_dir, out = Path(run_dir), Path(out)
     key = page_key(run_dir)
@@ -83,9 +83,7 @@ def write_page_data(run_dir: str | Path, out: str | Path, data_root=None, log=pr
         t1 = time.perf_counter()
         run = open_run(run_dir, data_root, log=lambda *a: None)
         phase = meta["phase"]
-        run.load_best(phase)
-        img, txt = run.embed("test", phase)
-        test = run.test_corpus
+        img, txt, test = run.test_embeddings(phase)
         log(f"try_it: exported in {t1 - t0:.0f} s, test embeddings in {time.perf_counter() - t1:.0f} s")
         (tmp / IMAGES_FILE).write_bytes(img.numpy().astype("<f2").tobytes())
         top = exporter.topk(img.numpy() @ txt.numpy().T, TOP_CAPTIONS)
