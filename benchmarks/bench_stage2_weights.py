@@ -17,8 +17,8 @@ import torch
 from bench_train import EMBED, POOLED, VOCAB, step_rate   # benchmarks/ is on sys.path when run as a script
 from dualpath.config import preset
 from dualpath.hardware import cpu_name
-from dualpath.train import phases_of
 from dualpath.testing import synthetic_split
+from dualpath.train import phases_of
 
 WEIGHTS = {"1 : 0 : 0": dict(lambda_rank=1.0, lambda_img=0.0, lambda_txt=0.0),
            "2 : 1 : 0.1": dict(lambda_rank=2.0, lambda_img=1.0, lambda_txt=0.1)}

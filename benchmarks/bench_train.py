@@ -34,8 +34,8 @@ from dualpath.config import preset
 from dualpath.hardware import cpu_has_bf16, cpu_name
 from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
-from dualpath.train import phases_of
 from dualpath.testing import synthetic_split
+from dualpath.train import phases_of
 from dualpath.train.inputs import CachedPooled
 from dualpath.train.optim import lr_at, make_optimizer, set_lr
 from dualpath.train.step import EpochPlan, Forward, has_instance, train_step

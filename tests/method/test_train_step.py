@@ -17,8 +17,8 @@ from dualpath.errors import ConfigError
 from dualpath.losses import ranking_loss
 from dualpath.models import build_model
 from dualpath.models.backbones import Backbone
-from dualpath.train import RECIPES, phases_of
 from dualpath.testing import synthetic_split
+from dualpath.train import RECIPES, phases_of
 from dualpath.train.inputs import CachedMaps, CachedPooled, Pixels, Split, image_source
 from dualpath.train.step import EpochPlan, Forward, has_instance, is_paired, pair_negatives, shard_rows, train_step
 
