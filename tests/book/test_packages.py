@@ -49,17 +49,20 @@ def test_the_methods_tests_import_nothing_of_the_book():
         assert not bad, f"{path.relative_to(tests.parent)} imports {sorted(bad)}"
 
 
-def test_the_method_imports_and_trains_without_the_book_packages():
-    # every book-only package made unimportable: importing the whole method still works
-    blocked = sorted(BOOK_ONLY)
-    code = ("import sys, importlib, pkgutil\n"
-            f"for name in {blocked!r}: sys.modules[name] = None\n"
-            "import dualpath\n"
-            "for m in pkgutil.walk_packages(dualpath.__path__, 'dualpath.'):\n"
+def _import_every_module(package: str, prelude: str) -> None:
+    """In a fresh interpreter: run ``prelude``, then import every module of ``package``."""
+    code = (prelude + "import importlib, pkgutil\n"
+            f"import {package}\n"
+            f"for m in pkgutil.walk_packages({package}.__path__, '{package}.'):\n"
             "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_method_imports_and_trains_without_the_book_packages():
+    # every book-only package made unimportable: importing the whole method still works
+    _import_every_module("dualpath", f"import sys\nfor name in {sorted(BOOK_ONLY)!r}: sys.modules[name] = None\n")
 
 
 def test_the_book_machinery_lives_in_dualpath_book():
@@ -120,18 +123,13 @@ def test_no_kernel_side_module_reads_a_table_left_out_of_the_page_key():
 def test_importing_the_book_machinery_reads_no_repository_file():
     # the grids, tables and notebooks are read when first asked for (e.g. ablation_report.chapter()),
     # never at import: a module that parsed them there would fail here
-    code = ("import builtins, importlib, io, pkgutil\n"
-            "import dualpath_book\n"
-            "from dualpath_book.layout import REPO_ROOT\n"
-            "watched = tuple(str(REPO_ROOT / name) for name in ('grids', 'book', 'notebooks'))\n"
-            "real_open = io.open\n"
-            "def guarded(file, *args, **kwargs):\n"
-            "    if str(file).startswith(watched):\n"
-            "        raise AssertionError(f'read at import: {file}')\n"
-            "    return real_open(file, *args, **kwargs)\n"
-            "builtins.open = io.open = guarded\n"
-            "for m in pkgutil.walk_packages(dualpath_book.__path__, 'dualpath_book.'):\n"
-            "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
-            "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    _import_every_module("dualpath_book", (
+        "import builtins, io\n"
+        "from dualpath_book.layout import REPO_ROOT\n"
+        "watched = tuple(str(REPO_ROOT / name) for name in ('grids', 'book', 'notebooks'))\n"
+        "real_open = io.open\n"
+        "def guarded(file, *args, **kwargs):\n"
+        "    if str(file).startswith(watched):\n"
+        "        raise AssertionError(f'read at import: {file}')\n"
+        "    return real_open(file, *args, **kwargs)\n"
+        "builtins.open = io.open = guarded\n"))
