@@ -40,8 +40,9 @@ def family_plot(table: pd.DataFrame, family: Family | str, metric: str = "rsum")
         else:
             sns.barplot(data=runs, y="setting", x=metric, errorbar=None, color=MEAN_COLOR, ax=ax)
             sns.stripplot(data=runs.assign(seed=runs["seed"].astype(str)), y="setting", x=metric, hue="seed",
-                          palette="dark", size=7, jitter=0.15, ax=ax)
-            ax.set_xlabel(f"test {metric.replace('rsum', 'R-sum')} (Flickr8k 1K test; bar = mean, points = seeds)")
+                          palette="dark", size=7, jitter=False, dodge=True, ax=ax)   # seeds side by side:
+            # a fixed place per seed, where seaborn's jitter draws from numpy's global generator
+            ax.set_xlabel(f"test {metric.replace('rsum', 'R-sum')}, Flickr8k 1K (bar: mean; points: seeds)")
             # outside the axes: inside, it covers the points of whichever arm has the longest bar; the
             # figure's own outside legend, as an axes legend moved out makes the constrained layout
             # differ between the first drawing and the next (the glued and the shown image would differ)
