@@ -356,9 +356,15 @@ def test_runs_sharing_stage1_are_shown_beside_their_source():
     assert shown.loc[("negatives-sum", 0), "Stage I"] == "shared with loss-paper"
     assert shown.loc[("negatives-sum", 1), "Stage I"] == "trained again"
     assert shown.loc[("weights-1-1-1", 1), "source's val R-sum"] == 51.0
+    t["machine"], t["commit"] = "vm | AMD EPYC | 2 cpus", ["a"] * 4 + ["b"]
     sentence = ar.shared_stage1_sentence(t)
     assert "Of the 3 finished runs" in sentence and "1 started from its checkpoint" in sentence
     assert "1 of them reached the same" in sentence    # weights-1-1-1 seed 1 did not: 51.5 vs 51.0
+    assert "the other ran on another machine or commit than its source" in sentence
+    shown = ar.shared_stage1_table(t).set_index(["arm", "seed"])["where it ran"]
+    assert shown[("weights-1-1-1", 1)] == "another machine or commit" and shown[("negatives-sum", 1)] == "as its source"
+    t["commit"] = "a"   # the very machine and commit: the sentence must not blame either
+    assert "the other did not, on the very machine and commit of its source" in ar.shared_stage1_sentence(t)
     t.loc[4, "stage1.val_rsum"] = 51.0
     assert "all 2 reached the very same" in ar.shared_stage1_sentence(t)
 

@@ -99,8 +99,23 @@ def shared_stage1_sentence(table: pd.DataFrame) -> str:
     return (text + f" and {len(again)} trained the phase again, on a machine without that checkpoint: "
             + (f"all {len(again)} reached the very same Stage I validation and test R-sum."
                if equal.all() else
-               f"{int(equal.sum())} of them reached the same Stage I validation and test R-sum, the others "
-               f"did not (another machine's floating point), so their Stage II starts from another model."))
+               f"{int(equal.sum())} of them reached the same Stage I validation and test R-sum; "
+               + _unequal(again[~equal]) + "."))
+
+
+def _unequal(runs: pd.DataFrame) -> str:
+    """What the runs that trained a shared Stage I again and missed its numbers had in common with
+    their source: the machine and commit, or not. (Which of the two made the difference is not
+    measured here.)"""
+    other = int((runs["where it ran"] == "another machine or commit").sum())
+    n = len(runs)
+    its = "its" if n == 1 else "their"
+    who = "the other" if n == 1 else f"the other {n}"
+    if other == n:
+        return f"{who} ran on another machine or commit than {its} source, so {its} Stage II starts from another model"
+    same = "" if n == 1 else f" {n - other} of them"
+    return (f"{who} did not,{same} on the very machine and commit of {its} source, so {its} Stage II "
+            f"starts from another model")
 
 
 def budget_verdict(table: pd.DataFrame, budget: Budget | None = None, better: str = "paper",

@@ -73,7 +73,8 @@ def shared_stage1_table(table: pd.DataFrame) -> pd.DataFrame:
     """The runs that start from another arm's Stage I (``stage1_from``), beside that run: their
     Stage I validation and test R-sum, and whether the phase was reused or trained again (its
     source's checkpoints were on another machine). Equal numbers show the phase is one phase."""
-    cols = ["arm", "seed", "Stage I", "val R-sum", "source's val R-sum", "test R-sum", "source's test R-sum"]
+    cols = ["arm", "seed", "Stage I", "val R-sum", "source's val R-sum", "test R-sum", "source's test R-sum",
+            "where it ran"]
     if "stage1_from" not in table.columns:
         return pd.DataFrame(columns=cols)
     rows = []
@@ -82,11 +83,19 @@ def shared_stage1_table(table: pd.DataFrame) -> pd.DataFrame:
         src = table[(table["arm"] == source_arm) & (table["seed"] == int(source_seed[len("seed"):]))]
         mine = (r["stage1.val_rsum"], r["stage1.rsum"])
         theirs = (src["stage1.val_rsum"].iloc[0], src["stage1.rsum"].iloc[0]) if len(src) else (np.nan, np.nan)
+        same = (_where(r) == _where(src.iloc[0])) if len(src) and {"machine", "commit"} <= set(table) else None
         rows.append({"arm": r["arm"], "seed": int(r["seed"]),
                      "Stage I": f"shared with {source_arm}" if bool(r.get("stage1_shared", True)) else "trained again",
                      "val R-sum": mine[0], "source's val R-sum": theirs[0],
-                     "test R-sum": mine[1], "source's test R-sum": theirs[1]})
+                     "test R-sum": mine[1], "source's test R-sum": theirs[1],
+                     "where it ran": {True: "as its source", False: "another machine or commit", None: "–"}[same]})
     return pd.DataFrame(rows, columns=cols)
+
+
+def _where(row) -> tuple[str, str]:
+    """A run's machine (as it recorded it) and commit: the same seed on the same pair gives the same
+    numbers; across them floating point may differ."""
+    return str(row.get("machine")), str(row.get("commit"))
 
 
 def test_shift_table(table: pd.DataFrame, arm: str = "loss-paper") -> pd.DataFrame:
