@@ -1,4 +1,4 @@
-"""dualpath: Dual-Path Convolutional Image-Text Embedding with Instance Loss, in PyTorch.
+"""dualpath: Dual-Path Convolutional Image-Text Embeddings with Instance Loss, in PyTorch.
 
 The public API is short:
 

@@ -322,13 +322,13 @@ def test_budget_and_length_views_read_the_arms_of_the_grid():
             rows += [(arm, s, percent + (recipe == "paper") * 10.0 + s) for s in range(3)]
     t = _table(rows)
     table = ar.budget_table(t)
-    assert table.loc[ar.BUDGET.labels["paper"], "65% of the cpu run"] == "76.0 ± 1.0 (3)"
-    assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu run"] == "101.0 ± 1.0 (3)"
+    assert table.loc[ar.BUDGET.labels["paper"], "65% of the cpu-narrow run"] == "76.0 ± 1.0 (3)"
+    assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu-narrow run"] == "101.0 ± 1.0 (3)"
     ablation_figures.budget_plot(t)
     ablation_figures.budget_plot(t.iloc[:0])
     assert [ar.epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [(0, 13), (2, 11), (5, 8), (9, 4)]
     book = sum(ar.epochs_of("budget-paper-100"))
-    for points in ar.BUDGET.arms.values():   # each point's percent is its arm's share of the cpu run's epochs
+    for points in ar.BUDGET.arms.values():   # each point's percent is its arm's share of the cpu-narrow run's epochs
         assert {p: round(100 * sum(ar.epochs_of(a)) / book) for p, a in points.items()} == {p: p for p in points}
     ablation_figures.length_plot(_table([(a, s, 1.0) for a in ar.FAMILY["stage1_length"].arms for s in range(3)]))
     ablation_figures.length_plot(t.iloc[:0])

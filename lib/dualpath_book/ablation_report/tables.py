@@ -125,7 +125,7 @@ def budget_table(table: pd.DataFrame, budget: Budget | None = None) -> pd.DataFr
         for label in out.index:
             r = runs[(runs.recipe == label) & (runs.percent == p)]["rsum"]
             cells.append(f"{mean_sd(r)} ({len(r)})" if len(r) else "–")
-        out[f"{p}% of the cpu run"] = cells
+        out[f"{p}% of the {chapter().recipe_preset} run"] = cells
     return out
 
 

@@ -58,7 +58,7 @@ def family_plot(table: pd.DataFrame, family: Family | str, metric: str = "rsum")
 
 
 def budget_plot(table: pd.DataFrame, budget: Budget | None = None) -> Figure:
-    """Test R-sum against the budget (percent of the cpu run's epochs), one line per recipe: the
+    """Test R-sum against the budget (percent of the epochs of the chapter's recipe's whole run), one line per recipe: the
     mean over seeds, each seed a point."""
     budget = budget or chapter().budget
     runs = budget_runs(table, budget)
