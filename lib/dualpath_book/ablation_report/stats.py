@@ -21,7 +21,8 @@ CAP = max(RECALL_AT)   # ranks are kept up to here: all that R@1/5/10 read
 
 def paired_differences(table: pd.DataFrame, family: Family | str, metric: str = "rsum") -> pd.Series:
     """``better - worse`` of ``metric`` per seed both arms finished: the same seed gives both arms
-    the same data order (and, for arms that share Stage I, the very same Stage I)."""
+    the same data order (and, for arms that share Stage I, the same Stage I where its checkpoint was
+    reused; :func:`~.tables.shared_stage1_table` shows where it was trained again)."""
     family = chapter().family(family)
     runs = table[table["arm"].isin([family.better, family.worse])]
     wide = runs.pivot_table(index="seed", columns="arm", values=metric)
