@@ -326,7 +326,13 @@ def test_budget_and_length_views_read_the_arms_of_the_grid():
     assert table.loc[ar.BUDGET.labels["ranking"], "100% of the cpu-narrow run"] == "101.0 ± 1.0 (3)"
     ablation_figures.budget_plot(t)
     ablation_figures.budget_plot(t.iloc[:0])
-    assert [ar.epochs_of(a) for a in ar.FAMILY["stage1_length"].arms] == [(0, 13), (2, 11), (5, 8), (9, 4)]
+    length = ar.FAMILY["stage1_length"]
+    curve = [a for a in length.arms if ar.stage1_is_instance(a)]
+    assert [ar.epochs_of(a) for a in curve] == [(0, 13), (2, 11), (5, 8), (9, 4)]
+    # the verdict's start without a Stage I is the ranking-first arm at the same total, not the
+    # hardest negative from chance (the review's confound)
+    assert not ar.stage1_is_instance(length.worse) and sum(ar.epochs_of(length.worse)) == 13
+    assert length.worse == ar.FAMILY["loss"].worse
     book = sum(ar.epochs_of("budget-paper-100"))
     for points in ar.BUDGET.arms.values():   # each point's percent is its arm's share of the cpu-narrow run's epochs
         assert {p: round(100 * sum(ar.epochs_of(a)) / book) for p, a in points.items()} == {p: p for p in points}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .chapter import CLAIMED_BY, Budget, Chapter, Family, chapter, epochs_of, load_budget, load_families
+from .chapter import (CLAIMED_BY, Budget, Chapter, Family, chapter, epochs_of, load_budget, load_families,
+                      stage1_is_instance)
 from .prose import (REFERENCE_SHARE, budget_sentence, budget_verdict, epoch_share, phase_cost_sentence, phases_of,
                     reference_check, seed_spread_sentence, shared_stage1_sentence, short_reference_rsum, short_share,
                     verdict)

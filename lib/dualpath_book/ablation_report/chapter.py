@@ -165,8 +165,15 @@ def chapter() -> Chapter:
                    load_families(GRIDS_DIR / "ablations_short.yaml"), central)
 
 
+def stage1_is_instance(arm: str) -> bool:
+    """Whether the arm's first phase is the paper's Stage I (the instance losses): the arms of
+    another ``recipe`` train the ranking loss, or both losses, in it."""
+    return chapter().arm_parameters[arm].get("recipe", "paper") == "paper"
+
+
 def epochs_of(arm: str) -> tuple[int, int]:
-    """The Stage I and Stage II epochs an arm of the chapter's grid trains (preset + overrides)."""
+    """The epochs of the two phases an arm of the chapter's grid trains (preset + overrides); the
+    first is Stage I where :func:`stage1_is_instance`."""
     from ..ablation import arm_config
 
     params = chapter().arm_parameters[arm]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .chapter import CLAIMED_BY, Budget, Family, chapter, epochs_of
+from .chapter import CLAIMED_BY, Budget, Family, chapter, epochs_of, stage1_is_instance
 from .results import BOOK_RUNS_CSV, BOOK_SEEDS_CSV, MIN_SEEDS, budget_runs, family_runs, incomplete_arms, load
 from .stats import bootstrap_difference, paired_differences
 from .tables import shared_stage1_table
@@ -158,15 +158,16 @@ def _ordering(words: dict[int, str], points: int) -> str:
 
 
 def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_length") -> str:
-    """What the family's arms cost: the mean training seconds of each arm (runs not resumed
-    midway), whether they rise with the Stage I epochs, and what one epoch of each phase costs in
+    """What the family's arms with a Stage I cost: the mean training seconds of each arm (runs not
+    resumed midway), whether they rise with the Stage I epochs, and what one epoch of each phase costs in
     the whole run of the chapter's recipe, measured alone (``book_runs.csv``)."""
     from dualpath.config import preset
 
     from ..book_runs import describe_recipe
 
     family = chapter().family(family)
-    runs = table[table["arm"].isin(family.arms) & (table["status"] == "done") & ~table["resumed"].astype(bool)]
+    arms = [arm for arm in family.arms if stage1_is_instance(arm)]
+    runs = table[table["arm"].isin(arms) & (table["status"] == "done") & ~table["resumed"].astype(bool)]
     if runs["arm"].nunique() < 2:
         return "What a Stage I epoch costs is not measured yet (it needs two arms of this family)."
     means = runs.groupby("arm")["train_s"].mean()

@@ -14,12 +14,13 @@ from matplotlib.figure import Figure
 
 from dualpath.config import preset
 
-from ..ablation_report.chapter import Budget, Family, chapter, epochs_of
+from ..ablation_report.chapter import Budget, Family, chapter, epochs_of, stage1_is_instance
 from ..ablation_report.results import budget_runs, family_runs
 from .style import theme
 
 MEAN_COLOR = "#c6dbef"    # light, so that the seeds' points stand out on the bars
 LENGTH_COLOR = "#3182bd"
+REFERENCE_COLOR = "#e6550d"   # the length curve's fair start without a Stage I
 _WIDTH = 6.5              # inches: the chapter's page width
 
 
@@ -86,19 +87,33 @@ def budget_plot(table: pd.DataFrame, budget: Budget | None = None) -> Figure:
 
 
 def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length") -> Figure:
-    """Test R-sum (after Stage II) against the Stage I epochs, at the family's fixed total."""
+    """Test R-sum (after Stage II) against the Stage I epochs, at the family's fixed total: a line
+    through the arms whose first phase is Stage I, and each other arm (no Stage I: its first phase
+    trains the ranking loss) at 0 epochs in its own colour, its mean a short bar."""
     family = chapter().family(family)
-    epochs = {arm: epochs_of(arm)[0] for arm in family.arms}
+    curve = [arm for arm in family.arms if stage1_is_instance(arm)]
+    epochs = {arm: epochs_of(arm)[0] if arm in curve else 0 for arm in family.arms}
     (total,) = {sum(epochs_of(arm)) for arm in family.arms}   # the family's point: a fixed total
     runs = table[table["arm"].isin(family.arms)].assign(stage1=lambda t: t["arm"].map(epochs))
+    label = dict(zip(family.arms, family.labels))
     with theme() as sns:
-        fig = Figure(figsize=(_WIDTH, 3.6), dpi=100, layout="constrained")
+        fig = Figure(figsize=(_WIDTH, 3.9), dpi=100, layout="constrained")
         ax = fig.add_subplot()
         if runs.empty:
             _nothing_yet(ax, family.title)
         else:
-            sns.lineplot(data=runs, x="stage1", y="rsum", errorbar=None, marker="o", color=LENGTH_COLOR, ax=ax)
-            sns.scatterplot(data=runs, x="stage1", y="rsum", color=LENGTH_COLOR, alpha=0.45, s=22, ax=ax)
+            on_curve = runs[runs["arm"].isin(curve)]
+            sns.lineplot(data=on_curve, x="stage1", y="rsum", errorbar=None, marker="o", color=LENGTH_COLOR,
+                         label="Stage I (instance losses), then Stage II (at 0: its hardest negative from chance)", ax=ax)
+            sns.scatterplot(data=on_curve, x="stage1", y="rsum", color=LENGTH_COLOR, alpha=0.45, s=22, ax=ax)
+            for arm in family.arms:
+                seeds = runs[runs["arm"] == arm]
+                if arm in curve or seeds.empty:
+                    continue
+                ax.scatter(seeds["stage1"], seeds["rsum"], color=REFERENCE_COLOR, alpha=0.6, s=22, marker="s")
+                ax.hlines(seeds["rsum"].mean(), -0.4, 0.4, color=REFERENCE_COLOR, linewidth=2,
+                          label=textwrap.fill(label[arm], 60))
+            ax.legend(fontsize=8, frameon=False, loc="lower right")
             ax.set_title(family.title)
         ax.set_xticks(sorted(set(epochs.values())))
         ax.set_xlabel(f"Stage I epochs (the rest of the {total} are Stage II; points: seeds; line: their mean)",
