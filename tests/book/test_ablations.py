@@ -111,6 +111,10 @@ def test_family_table_and_verdict_are_computed_from_the_seeds():
     assert table.loc[labels["negatives-sum"], "rsum"] == "5.0 ± 1.0"
     assert table.loc[labels["negatives-paper"], "rsum seed 1"] == 12.0
     assert table["seeds"].tolist() == [3, 3, 0, 3]   # negatives-random has not run
+    shown = ar.reader_columns(table)   # the page's headers: the names a reader knows, values untouched
+    assert list(shown.columns) == ["R-sum", "R@1 i→t", "R@10 i→t", "R@1 t→i", "R@10 t→i", "seeds",
+                                   "seed 0", "seed 1", "seed 2"]
+    assert shown.set_axis(table.columns, axis=1).equals(table)
     one = ar.family_table(t[(t["arm"] != "negatives-sum") | (t["seed"] == 0)], "negatives")
     assert one.loc[labels["negatives-sum"], "rsum"] == "4.0"   # one seed: no '± 0.0'
     fam = ar.Family("n", "negatives", ("negatives-paper", "negatives-sum"), ("mined", "sum"), "mining helps",
@@ -383,7 +387,7 @@ def test_the_cost_of_the_length_arms_is_their_mean_time_and_says_when_it_does_no
     rows.append({"arm": "stage1-2", "seed": 3, "status": "done", "resumed": True, "train_s": 10.0})
     text = ar.phase_cost_sentence(pd.DataFrame(rows))
     assert "0 + 13: 15 min, 2 + 11: 19 min, 5 + 8: 25 min and 9 + 4: 33 min" in text and "They rise with" in text
-    assert "Measured alone, in the whole `cpu-narrow` run, a Stage I epoch took about" in text
+    assert "Measured alone, in the whole cpu-narrow run, a Stage I epoch took about" in text
     noisy = pd.DataFrame(rows).assign(train_s=lambda t: t.train_s.where(t.arm != "stage1-9", 500.0))
     assert "too noisily to rank the arms" in ar.phase_cost_sentence(noisy)
     one_arm = pd.DataFrame([r for r in rows if r["arm"] == "stage1-0"])

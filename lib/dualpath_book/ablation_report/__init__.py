@@ -19,7 +19,7 @@ from .prose import (REFERENCE_SHARE, budget_sentence, budget_verdict, epoch_shar
 from .results import (ABLATIONS_CSV, BOOK_RUNS_CSV, BOOK_SEEDS_CSV, CENTRAL_CSV, METRICS, MIN_SEEDS, RANKS_NPZ, SHORT_CSV, budget_runs,
                       incomplete_arms, load, provenance)
 from .stats import CAP, bootstrap_difference, collect_ranks, load_ranks, paired_differences
-from .tables import (budget_table, family_table, phase_table, shared_stage1_table, significance_table,
+from .tables import (budget_table, family_table, phase_table, reader_columns, shared_stage1_table, significance_table,
                      test_shift_table)
 
 _FROM_THE_GRIDS = {"FAMILIES": "families", "SHORT_FAMILIES": "short_families", "CENTRAL": "central",

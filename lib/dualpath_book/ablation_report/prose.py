@@ -183,7 +183,8 @@ def phase_cost_sentence(table: pd.DataFrame, family: Family | str = "stage1_leng
     book = book[book.recipe == describe_recipe(preset(chapter().recipe_preset))]
     if not book.empty:
         r = book.iloc[-1]
-        text += (f" Measured alone, in the whole `{chapter().recipe_preset}` run, a Stage I epoch took about "
+        # plain text, no Markdown: the page glues it with {glue:text}, which prints backticks as typed
+        text += (f" Measured alone, in the whole {chapter().recipe_preset} run, a Stage I epoch took about "
                  f"{r.stage1_epoch_s:.0f} s and a Stage II epoch {r.stage2_epoch_s:.0f} s: Stage I's 6,000-way "
                  f"classifier on both branches costs more than the ranking loss alone.")
     return text

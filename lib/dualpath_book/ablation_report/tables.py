@@ -47,6 +47,21 @@ def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> 
     return out
 
 
+def reader_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of :func:`family_table`'s columns under the names a reader knows ("R@1 i→t", "seed 0")
+    rather than the results' keys, so that the page's narrow column wraps them at spaces."""
+    def title(column: str) -> str:
+        if column == "rsum":
+            return "R-sum"
+        if column.startswith("rsum seed "):
+            return column.removeprefix("rsum ")
+        direction, _, k = column.partition("_r")
+        if k.isdigit() and direction in ("i2t", "t2i"):
+            return f"R@{k} {'i→t' if direction == 'i2t' else 't→i'}"
+        return column
+    return table.rename(columns=title)
+
+
 def phase_table(table: pd.DataFrame, family: Family | str = "loss", metric: str = "rsum") -> pd.DataFrame:
     """Test ``metric`` after each phase of each arm (mean ± std over seeds).
 

@@ -59,8 +59,8 @@ def family_plot(table: pd.DataFrame, family: Family | str, metric: str = "rsum")
 
 
 def budget_plot(table: pd.DataFrame, budget: Budget | None = None) -> Figure:
-    """Test R-sum against the budget (percent of the epochs of the chapter's recipe's whole run), one line per recipe: the
-    mean over seeds, each seed a point."""
+    """Test R-sum against the budget (percent of the epochs of the chapter's recipe's whole run),
+    one line per recipe: the mean over seeds, each seed a point."""
     budget = budget or chapter().budget
     runs = budget_runs(table, budget)
     percents = sorted({p for points in budget.arms.values() for p in points})
@@ -104,7 +104,8 @@ def length_plot(table: pd.DataFrame, family: Family | str = "stage1_length") -> 
         else:
             on_curve = runs[runs["arm"].isin(curve)]
             sns.lineplot(data=on_curve, x="stage1", y="rsum", errorbar=None, marker="o", color=LENGTH_COLOR,
-                         label="Stage I (instance losses), then Stage II (at 0: its hardest negative from chance)", ax=ax)
+                         label="Stage I (instance losses), then Stage II (at 0: its hardest negative from chance)",
+                         ax=ax)
             sns.scatterplot(data=on_curve, x="stage1", y="rsum", color=LENGTH_COLOR, alpha=0.45, s=22, ax=ax)
             for arm in family.arms:
                 seeds = runs[runs["arm"] == arm]
