@@ -113,7 +113,7 @@ def test_family_table_and_verdict_are_computed_from_the_seeds():
     assert table["seeds"].tolist() == [3, 3, 0, 3]   # negatives-random has not run
     shown = ar.reader_columns(table)   # the page's headers: the names a reader knows, values untouched
     assert list(shown.columns) == ["R-sum", "R@1 i→t", "R@10 i→t", "R@1 t→i", "R@10 t→i", "seeds",
-                                   "seed 0", "seed 1", "seed 2"]
+                                   "R-sum seed 0", "R-sum seed 1", "R-sum seed 2"]
     assert shown.set_axis(table.columns, axis=1).equals(table)
     one = ar.family_table(t[(t["arm"] != "negatives-sum") | (t["seed"] == 0)], "negatives")
     assert one.loc[labels["negatives-sum"], "rsum"] == "4.0"   # one seed: no '± 0.0'

@@ -48,13 +48,15 @@ def family_table(table: pd.DataFrame, family: Family | str, metrics=METRICS) -> 
 
 
 def reader_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """A table of :func:`family_table`'s columns under the names a reader knows ("R@1 i→t", "seed 0")
-    rather than the results' keys, so that the page's narrow column wraps them at spaces."""
+    """A table of :func:`family_table`'s columns under the names a reader knows ("R@1 i→t",
+    "R-sum seed 0") rather than the results' keys, so that the page's narrow column wraps them at
+    spaces. (A header as short as "seed 0" would let the column shrink below its numbers, which
+    reader.css lets break anywhere.)"""
     def title(column: str) -> str:
         if column == "rsum":
             return "R-sum"
         if column.startswith("rsum seed "):
-            return column.removeprefix("rsum ")
+            return "R-sum " + column.removeprefix("rsum ")
         direction, _, k = column.partition("_r")
         if k.isdigit() and direction in ("i2t", "t2i"):
             return f"R@{k} {'i→t' if direction == 'i2t' else 't→i'}"
